@@ -1,0 +1,85 @@
+"""`xai-course`: the course's command line.
+
+    xai-course lab                  open the course in JupyterLab (localhost, with a token)
+    xai-course train NAME           retrain an embedded model with its own script
+    xai-course fetch-weights NAME   download torchvision's ImageNet weights (needs internet)
+    xai-course bench CHAPTER        our time vs the reference's, ratio and max |difference|
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _lab(args) -> int:
+    notebooks = Path(args.notebooks)
+    if not notebooks.is_dir():
+        print(f"no notebooks folder at {notebooks}; pass --notebooks PATH", file=sys.stderr)
+        return 2
+    return subprocess.call([sys.executable, "-m", "jupyter", "lab", "--ip=127.0.0.1",
+                            f"--notebook-dir={notebooks}"])
+
+
+def _train(args) -> int:
+    from . import zoo
+
+    _, accuracy = zoo.train(args.name, save=not args.no_save)
+    print(f"{args.name}: test accuracy {accuracy:.4f}")
+    return 0
+
+
+def _fetch(args) -> int:
+    from .zoo import imagenet
+
+    path = imagenet.fetch_weights(args.name)
+    print(f"{args.name}: weights cached at {path}")
+    return 0
+
+
+def _bench(args) -> int:
+    import torch
+
+    from . import bench, zoo
+
+    device = torch.device(args.device) if args.device else zoo.default_device()
+    print(f"xai-course bench {args.chapter} on {device} ({torch.get_num_threads()} threads)")
+    bench.run(bench.CHAPTERS[args.chapter](device, quick=args.quick), repeat=args.repeat)
+    return 0
+
+
+def main(argv=None) -> int:
+    from . import bench, zoo
+
+    parser = argparse.ArgumentParser(prog="xai-course", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    lab = commands.add_parser("lab", help="open the course in JupyterLab")
+    lab.add_argument("--notebooks", default="notebooks")
+    lab.set_defaults(run=_lab)
+
+    train = commands.add_parser("train", help="retrain an embedded model")
+    train.add_argument("name", choices=[m for m in zoo.models() if zoo.model_info(m).train])
+    train.add_argument("--no-save", action="store_true", help="train and report, keep weights")
+    train.set_defaults(run=_train)
+
+    fetch = commands.add_parser("fetch-weights", help="download ImageNet weights")
+    fetch.add_argument("name", choices=[m for m in zoo.models() if zoo.model_info(m).load])
+    fetch.set_defaults(run=_fetch)
+
+    bench_cmd = commands.add_parser("bench", help="time ours against the reference")
+    bench_cmd.add_argument("chapter", choices=list(bench.CHAPTERS))
+    bench_cmd.add_argument("--device", default=None, help="cpu or cuda (default: cuda if any)")
+    bench_cmd.add_argument("--repeat", type=int, default=3)
+    bench_cmd.add_argument("--quick", action="store_true", help="embedded models only")
+    bench_cmd.set_defaults(run=_bench)
+
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,280 @@
+"""The method convention every chapter follows.
+
+Every attribution method in the course is a plain function
+
+    attr = method(model, inputs, target, **options) -> torch.Tensor
+
+and this module holds the few pieces they all share:
+
+- `check_inputs` / `check_target`: bad input gets an error that says what was wrong and
+  what is valid (wrong shape, wrong dtype, NaN, a class that does not exist);
+- `unchanged(model)`: a method leaves the model exactly as it found it (parameters'
+  `requires_grad` flags, train/eval mode, no hooks left behind), also when it raises;
+- `Option` and `options(...)`: a method declares its options once, so an explorer can build
+  its controls from them instead of by hand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = [
+    "Option",
+    "options",
+    "check_inputs",
+    "check_target",
+    "check_model_and_inputs",
+    "unchanged",
+    "class_scores",
+    "model_device",
+    "reference",
+    "model_state",
+    "same_state",
+]
+
+
+# --------------------------------------------------------------------------- options
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One option of a method, described well enough to build a control for it.
+
+    kind: "int", "float", "choice" or "bool". `low`/`high`/`step` bound numbers,
+    `choices` lists the valid values of a choice; `log=True` asks for a log-scale slider.
+    `expensive=True` marks options whose change costs a recomputation worth waiting for
+    (the explorer then updates on release, not while dragging).
+    """
+
+    name: str
+    kind: str
+    default: Any
+    help: str = ""
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    choices: tuple = ()
+    log: bool = False
+    expensive: bool = True
+
+    def __post_init__(self):
+        if self.kind not in ("int", "float", "choice", "bool"):
+            raise ValueError(f"Option {self.name!r}: kind must be int, float, choice or bool, "
+                             f"got {self.kind!r}")
+        if self.kind == "choice" and self.default not in self.choices:
+            raise ValueError(f"Option {self.name!r}: default {self.default!r} is not one of "
+                             f"{self.choices}")
+
+    def validate(self, value):
+        """Return `value` if valid for this option, else raise a ValueError saying why."""
+        if self.kind == "choice":
+            if value not in self.choices:
+                raise ValueError(f"{self.name} must be one of {list(self.choices)}, got {value!r}")
+        elif self.kind in ("int", "float"):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{self.name} must be a number, got {value!r}")
+            if self.kind == "int" and int(value) != value:
+                raise ValueError(f"{self.name} must be an integer, got {value!r}")
+            if (self.low is not None and value < self.low) or (
+                self.high is not None and value > self.high
+            ):
+                raise ValueError(
+                    f"{self.name} must be in [{self.low}, {self.high}], got {value!r}"
+                )
+        return value
+
+
+def options(*specs: Option) -> Callable:
+    """Attach the declared options to a method as `method.options` (a dict by name)."""
+
+    def attach(fn):
+        fn.options = {spec.name: spec for spec in specs}
+        return fn
+
+    return attach
+
+
+# --------------------------------------------------------------------------- checks
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (CPU for a parameter-free model)."""
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def check_inputs(inputs, *, ndim: int | Sequence[int] | None = None, name: str = "inputs",
+                 floating: bool = True) -> torch.Tensor:
+    """Check that `inputs` is a batch-first tensor of the right kind, and return it.
+
+    Raises TypeError for a non-tensor or wrong dtype, ValueError for a wrong number of
+    dimensions, an empty batch, or NaN / infinite values.
+    """
+    if not isinstance(inputs, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor (batch first, shape (N, ...)), "
+                        f"got {type(inputs).__name__}")
+    if floating and not inputs.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor (e.g. torch.float32), got "
+                        f"{inputs.dtype}; convert with inputs.float()")
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if inputs.ndim not in allowed:
+            raise ValueError(f"{name} must have {' or '.join(map(str, allowed))} dimensions "
+                             f"(batch first), got shape {tuple(inputs.shape)}")
+    if inputs.ndim == 0 or inputs.shape[0] == 0:
+        raise ValueError(f"{name} must hold at least one example, got shape "
+                         f"{tuple(inputs.shape)}")
+    if floating and not torch.isfinite(inputs).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return inputs
+
+
+def check_model_and_inputs(model: nn.Module, inputs, **kwargs) -> torch.Tensor:
+    """`check_inputs`, plus: `model` is an nn.Module and `inputs` are on the model's device."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    inputs = check_inputs(inputs, **kwargs)
+    device = model_device(model)
+    if inputs.device != device:
+        raise ValueError(f"inputs are on {inputs.device} but the model is on {device}; move "
+                         f"one of them, e.g. inputs.to({str(device)!r})")
+    return inputs
+
+
+def check_target(target, n: int, num_classes: int, device: torch.device) -> torch.Tensor:
+    """Turn `target` (an int, a sequence of n ints or a LongTensor of n) into a LongTensor (n,).
+
+    Out of range: a ValueError that names the number of classes.
+    """
+    if isinstance(target, torch.Tensor):
+        if target.is_floating_point() or target.dtype == torch.bool:
+            raise TypeError(f"target must hold integer class indices, got dtype {target.dtype}")
+        t = target.reshape(-1).to(device=device, dtype=torch.long)
+    elif isinstance(target, bool):
+        raise TypeError("target must be an int class index, not a bool")
+    elif isinstance(target, int):
+        t = torch.full((n,), target, dtype=torch.long, device=device)
+    elif isinstance(target, Sequence) and not isinstance(target, str):
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in target):
+            raise TypeError(f"target must be an int or a sequence of ints, got {target!r}")
+        t = torch.tensor(list(target), dtype=torch.long, device=device)
+    else:
+        raise TypeError(f"target must be an int, a sequence of {n} ints or a LongTensor of "
+                        f"{n}, got {type(target).__name__}")
+    if t.numel() == 1 and n > 1:
+        t = t.expand(n)
+    if t.numel() != n:
+        raise ValueError(f"target has {t.numel()} entries but the batch has {n} examples")
+    bad = (t < 0) | (t >= num_classes)
+    if bad.any():
+        raise ValueError(f"target {t[bad][0].item()} is out of range: the model has "
+                         f"{num_classes} classes (valid targets are 0..{num_classes - 1})")
+    return t
+
+
+def class_scores(model: nn.Module, inputs: torch.Tensor, target) -> torch.Tensor:
+    """Forward `inputs`, check `target` against the model's output and return its scores (N,).
+
+    The score is the model's output (the logit) for the target class, as in Captum.
+    """
+    output = model(inputs)
+    if output.ndim != 2:
+        raise ValueError(f"the model must return (N, classes) scores, got shape "
+                         f"{tuple(output.shape)}")
+    t = check_target(target, inputs.shape[0], output.shape[1], inputs.device)
+    return output.gather(1, t[:, None])[:, 0]
+
+
+# --------------------------------------------------------------------------- unchanged
+def _hook_counts(model: nn.Module) -> list[tuple]:
+    return [
+        (len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks),
+         len(getattr(m, "_backward_pre_hooks", {})))
+        for m in model.modules()
+    ]
+
+
+@contextlib.contextmanager
+def unchanged(model: nn.Module):
+    """Run a block and put the model back exactly as it was, also if the block raises.
+
+    Restores every module's train/eval mode, its buffers (a forward pass in train mode
+    updates BatchNorm's running statistics), every parameter's `requires_grad` flag,
+    removes hooks the block added, clears gradients the block left on parameters that had
+    none, and fails loudly if the block replaced modules without restoring them.
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]  # e.g. BatchNorm statistics
+    flags = [(p, p.requires_grad, p.grad) for p in model.parameters()]
+    hooks = {
+        id(m): (dict(m._forward_hooks), dict(m._forward_pre_hooks), dict(m._backward_hooks),
+                dict(getattr(m, "_backward_pre_hooks", {})))
+        for m in model.modules()
+    }
+    modules = list(model.modules())
+    try:
+        yield model
+    finally:
+        for m, training in modes:
+            m.training = training
+        with torch.no_grad():
+            for b, saved in buffers:
+                b.copy_(saved)
+        for p, requires_grad, grad in flags:
+            p.requires_grad_(requires_grad)
+            p.grad = grad
+        for m in model.modules():
+            saved = hooks.get(id(m))
+            if saved is None:
+                continue
+            for current, before in zip(
+                (m._forward_hooks, m._forward_pre_hooks, m._backward_hooks,
+                 getattr(m, "_backward_pre_hooks", {})),
+                saved,
+            ):
+                for key in [k for k in current if k not in before]:
+                    del current[key]
+        if list(model.modules()) != modules:
+            raise RuntimeError("internal error: the model's modules were replaced and not "
+                               "restored")
+
+
+def model_state(model: nn.Module) -> dict:
+    """A snapshot of everything `unchanged` protects, for tests: compare two snapshots."""
+    return {
+        "params": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "requires_grad": [p.requires_grad for p in model.parameters()],
+        "training": [m.training for m in model.modules()],
+        "hooks": _hook_counts(model),
+        "modules": [type(m).__name__ for m in model.modules()],
+    }
+
+
+def same_state(a: dict, b: dict) -> bool:
+    """True when two `model_state` snapshots are identical."""
+    return (
+        a["params"].keys() == b["params"].keys()
+        and all(torch.equal(a["params"][k], b["params"][k]) for k in a["params"])
+        and a["requires_grad"] == b["requires_grad"]
+        and a["training"] == b["training"]
+        and a["hooks"] == b["hooks"]
+        and a["modules"] == b["modules"]
+    )
+
+
+def reference(ref: Callable, name: str) -> Callable:
+    """Record which reference implementation a method is checked against.
+
+    `ref(model, inputs, target, **options)` computes the reference's answer for the same
+    call (e.g. Captum's); explorers and `xai-course bench` use it to show the agreement.
+    """
+
+    def attach(fn):
+        fn.reference = ref
+        fn.reference_name = name
+        return fn
+
+    return attach
