@@ -8,7 +8,6 @@ STAMP  := $(VENV)/.installed
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --upgrade pip
 
 # torch/torchvision are pinned to the releases the course is tested with.
 $(STAMP): pyproject.toml | $(BIN)/python

@@ -78,7 +78,11 @@ def main(argv=None) -> int:
     bench_cmd.set_defaults(run=_bench)
 
     args = parser.parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except (OSError, ValueError, RuntimeError) as error:  # a clear message, not a traceback
+        print(f"xai-course {args.command}: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

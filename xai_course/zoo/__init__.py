@@ -33,6 +33,8 @@ __all__ = [
     "datasets",
     "dataset",
     "train",
+    "accuracy",
+    "model_info",
     "default_device",
     "WeightsNotCached",
 ]
@@ -157,6 +159,18 @@ def dataset(name: str, split: str = "test", n: int | None = None,
     if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
         raise ValueError(f"n must be a positive int or None, got {n!r}")
     return data[name](split=split, n=n, seed=seed)
+
+
+def accuracy(model: nn.Module, data: Dataset, batch_size: int = 256) -> float:
+    """Fraction of `data` that `model` classifies right (in no-grad mode; the model's mode is
+    left as it is: the zoo's models are in eval mode)."""
+    device = next(model.parameters()).device
+    correct = 0
+    with torch.no_grad():
+        for start in range(0, len(data), batch_size):
+            x = data.x[start:start + batch_size].to(device)
+            correct += (model(x).argmax(1).cpu() == data.y[start:start + batch_size]).sum().item()
+    return correct / len(data)
 
 
 def model_info(name: str) -> ModelSpec:

@@ -1,0 +1,263 @@
+"""Turning attributions into plotly figures, for the notebooks and the explorers alike.
+
+    heatmap_overlay(image, attribution)   an image with its attribution map on top
+    method_grid(image, {"name": map})     several methods side by side
+    token_figure(tokens, scores)          words coloured by their score
+    line_figure(x, {"name": ys})          curves (convergence, deletion, ROAR ...)
+    normalize_map(attr, mode)             the normalisation they use
+
+Colours follow one rule: a signed map (it has negative values) is drawn on a diverging
+scale centred at 0 (red: pushes the score up, blue: pushes it down), an unsigned map on a
+sequential one. Every function returns a plain `go.Figure`; the explorers copy it into their
+`FigureWidget`. `presentation=True` makes the fonts and the figure large for a projector.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+
+__all__ = [
+    "DIVERGING",
+    "SEQUENTIAL",
+    "normalize_map",
+    "heatmap_overlay",
+    "method_grid",
+    "token_figure",
+    "line_figure",
+    "layout",
+    "style",
+]
+
+DIVERGING = "RdBu_r"  # signed maps: blue < 0 < red
+SEQUENTIAL = "Inferno"  # unsigned maps: dark = 0, bright = large
+FONT_SIZE = {False: 13, True: 22}
+HEIGHT = {False: 420, True: 720}
+# A light look like plotly's "plotly_white", kept small: the full template costs ~30 ms a figure.
+_GRID = dict(gridcolor="#EBF0F8", zerolinecolor="#EBF0F8")
+TEMPLATE = go.layout.Template(layout=dict(
+    paper_bgcolor="white", plot_bgcolor="white", font=dict(color="#2a3f5f"),
+    xaxis=_GRID, yaxis=_GRID,
+))
+
+
+def _numpy(a, name: str) -> np.ndarray:
+    """A float64 numpy copy of a tensor / array / nested list."""
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu().numpy()
+    a = np.asarray(a, dtype=np.float64)
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return a
+
+
+def layout(title: str | None = None, presentation: bool = False, height: int | None = None,
+           **more) -> dict:
+    """The course's look as a layout dict: light template, title, font and height."""
+    return dict(
+        template=TEMPLATE,
+        title=dict(text=title) if title else None,
+        font=dict(size=FONT_SIZE[bool(presentation)]),
+        height=height or HEIGHT[bool(presentation)],
+        margin=dict(l=10, r=10, t=60 if title else 30, b=10),
+        **more,
+    )
+
+
+def style(fig: go.Figure, title: str | None = None, presentation: bool = False,
+          height: int | None = None) -> go.Figure:
+    """Apply `layout(...)` to a figure made elsewhere (e.g. by plotly express)."""
+    return fig.update_layout(layout(title, presentation, height))
+
+
+# --------------------------------------------------------------------------- maps
+def normalize_map(attr, mode: str | None = "maxabs", percentile: float = 99.0) -> np.ndarray:
+    """Scale an attribution map for display.
+
+    mode=None: unchanged. "maxabs": a / max|a|, so the map lies in [-1, 1] (an all-zero map
+    stays zero). "percentile": a / q clipped to [-1, 1], q the `percentile`-th percentile of
+    |a|, so a few extreme pixels do not wash out the rest.
+    """
+    a = _numpy(attr, "attribution")
+    if mode is None:
+        return a
+    if mode == "maxabs":
+        scale = np.abs(a).max(initial=0.0)
+    elif mode == "percentile":
+        if not 0 < percentile <= 100:
+            raise ValueError(f"percentile must be in (0, 100], got {percentile}")
+        scale = np.percentile(np.abs(a), percentile) if a.size else 0.0
+    else:
+        raise ValueError(f"normalize must be 'maxabs', 'percentile' or None, got {mode!r}")
+    if scale == 0:
+        return np.zeros_like(a)
+    return np.clip(a / scale, -1.0, 1.0)
+
+
+def _image_rgb(image) -> np.ndarray:
+    """(C, H, W) or (H, W) in [0, 1] (a leading batch of one is allowed) -> uint8 (H, W, 3)."""
+    a = _numpy(image, "image")
+    if a.ndim == 4 and a.shape[0] == 1:
+        a = a[0]
+    if a.ndim == 2:
+        a = a[None]
+    if a.ndim != 3 or a.shape[0] not in (1, 3):
+        raise ValueError(f"image must have shape (C, H, W) with C = 1 or 3, or (H, W); got "
+                         f"{tuple(np.shape(image))}")
+    if a.shape[0] == 1:
+        a = np.repeat(a, 3, axis=0)
+    return (np.clip(a, 0, 1).transpose(1, 2, 0) * 255).round().astype(np.uint8)
+
+
+def _map_2d(attribution, shape: tuple[int, int] | None) -> np.ndarray:
+    """(H, W), (C, H, W) or (1, C, H, W) -> (H, W), summed over channels; checks the size."""
+    a = _numpy(attribution, "attribution")
+    if a.ndim == 4 and a.shape[0] == 1:
+        a = a[0]
+    if a.ndim == 3:
+        a = a.sum(axis=0)
+    if a.ndim != 2:
+        raise ValueError(f"attribution must have shape (H, W) or (C, H, W), got "
+                         f"{tuple(np.shape(attribution))}")
+    if shape is not None and a.shape != shape:
+        raise ValueError(f"attribution is {a.shape[0]}x{a.shape[1]} but the image is "
+                         f"{shape[0]}x{shape[1]}; upsample the map to the input size first")
+    return a
+
+
+def _map_traces(image, attribution, signed, normalize, percentile, opacity, colorbar):
+    """The image trace and the attribution heatmap trace for one panel."""
+    traces, shape = [], None
+    if image is not None:
+        rgb = _image_rgb(image)
+        shape = rgb.shape[:2]
+        traces.append(go.Image(z=rgb, hoverinfo="skip", name="image"))
+    if attribution is not None:
+        raw = _map_2d(attribution, shape)
+        z = normalize_map(raw, normalize, percentile)
+        if signed is None:
+            signed = bool((raw < 0).any())
+        if signed:
+            scale = dict(colorscale=DIVERGING, zmid=0.0)
+        else:
+            scale = dict(colorscale=SEQUENTIAL, zmin=0.0, zmax=float(z.max()) or 1.0)
+        traces.append(go.Heatmap(
+            z=z, **scale, opacity=opacity if image is not None else 1.0, showscale=colorbar,
+            name="attribution", hovertemplate="x %{x}, y %{y}: %{z:.3g}<extra></extra>",
+        ))
+    return traces
+
+
+def _image_axes(anchor: str = "x") -> tuple[dict, dict]:
+    """Image-style x and y axes: y grows downwards, square pixels, no ticks."""
+    return (dict(visible=False, constrain="domain"),
+            dict(visible=False, autorange="reversed", scaleanchor=anchor, constrain="domain"))
+
+
+def heatmap_overlay(image=None, attribution=None, signed: bool | None = None,
+                    normalize: str | None = "maxabs", percentile: float = 99.0,
+                    opacity: float = 0.5, title: str | None = None, colorbar: bool = True,
+                    presentation: bool = False, height: int | None = None) -> go.Figure:
+    """An image with an attribution map drawn over it.
+
+    image: (C, H, W) or (H, W) in [0, 1], grey or RGB (None: the map alone).
+    attribution: (H, W), or (C, H, W) summed over channels, at the image's resolution.
+    signed: diverging scale centred at 0 (True) or sequential (False); None decides from
+    the data (signed if any value is negative). normalize / percentile: see `normalize_map`.
+    """
+    if image is None and attribution is None:
+        raise ValueError("give an image, an attribution, or both")
+    traces = _map_traces(image, attribution, signed, normalize, percentile, opacity, colorbar)
+    xaxis, yaxis = _image_axes()
+    return go.Figure(traces, layout(title, presentation, height, xaxis=xaxis, yaxis=yaxis))
+
+
+def method_grid(image, maps: Mapping[str, object], signed: bool | None = None,
+                normalize: str | None = "maxabs", percentile: float = 99.0,
+                opacity: float = 0.5, cols: int | None = None, title: str | None = None,
+                presentation: bool = False, height: int | None = None) -> go.Figure:
+    """Several attribution maps of one image side by side, one titled panel per method.
+
+    maps: {method name: map}, each map as in `heatmap_overlay`. Each panel is normalised on
+    its own (compare patterns, not magnitudes, across methods). cols: panels per row
+    (default: all in one row up to 4).
+    """
+    if not maps:
+        raise ValueError("maps is empty: give at least one {name: attribution}")
+    cols = cols or min(len(maps), 4)
+    rows = -(-len(maps) // cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=list(maps),
+                        horizontal_spacing=0.02, vertical_spacing=0.08)
+    for i, attribution in enumerate(maps.values()):
+        row, col = i // cols + 1, i % cols + 1
+        for trace in _map_traces(image, attribution, signed, normalize, percentile, opacity,
+                                 colorbar=False):
+            fig.add_trace(trace, row=row, col=col)
+        xaxis, yaxis = _image_axes(anchor=f"x{i + 1 if i else ''}")
+        fig.update_xaxes(xaxis, row=row, col=col)
+        fig.update_yaxes(yaxis, row=row, col=col)
+    per_row = HEIGHT[bool(presentation)] * (0.9 if cols > 1 else 1.0)
+    return style(fig, title, presentation, height or int(per_row * rows))
+
+
+# --------------------------------------------------------------------------- text
+def token_figure(tokens: Sequence[str], scores, relevant=None, title: str | None = None,
+                 per_row: int = 12, normalize: str | None = "maxabs",
+                 presentation: bool = False, height: int | None = None) -> go.Figure:
+    """Words as cells coloured by a signed score (red: for the target class, blue: against).
+
+    relevant: 0/1 per token, the tokens known to decide the label; they are printed in bold
+    and marked with a triangle under the word. Long texts wrap every `per_row` tokens.
+    """
+    s = _numpy(scores, "scores").reshape(-1)
+    if len(tokens) != len(s):
+        raise ValueError(f"{len(tokens)} tokens but {len(s)} scores; give one score per token")
+    rel = np.zeros(len(s), bool) if relevant is None else _numpy(relevant, "relevant") > 0
+    if rel.shape != s.shape:
+        raise ValueError(f"relevant has {rel.size} entries but there are {len(s)} tokens")
+    rows = max(1, -(-len(s) // per_row))
+    z = np.full((rows, per_row), np.nan)
+    text = np.full((rows, per_row), "", dtype=object)
+    raw = np.full((rows, per_row), np.nan)
+    z.flat[: len(s)] = normalize_map(s, normalize)
+    raw.flat[: len(s)] = s
+    words = [html.escape(str(t), quote=False) for t in tokens]  # "<3" is a word, not a tag
+    text.flat[: len(s)] = [f"<b>{w}</b>" if r else w for w, r in zip(words, rel, strict=True)]
+    heat = go.Heatmap(
+        z=z, text=text, customdata=raw, texttemplate="%{text}", colorscale=DIVERGING, zmid=0.0,
+        xgap=3, ygap=3, showscale=False, name="score",
+        hovertemplate="%{text}: %{customdata:.3g}<extra></extra>",
+    )
+    where = np.flatnonzero(rel)
+    marks = go.Scatter(
+        x=where % per_row, y=where // per_row + 0.42, mode="markers", name="known relevant",
+        marker=dict(symbol="triangle-up", size=9, color="black"), hoverinfo="skip",
+        showlegend=bool(len(where)),
+    )
+    row_height = 70 if presentation else 48
+    return go.Figure([heat, marks], layout(
+        title, presentation, height or 90 + row_height * rows, xaxis=dict(visible=False),
+        yaxis=dict(visible=False, autorange="reversed"),
+        legend=dict(orientation="h", y=-0.02, yanchor="top"),
+    ))
+
+
+# --------------------------------------------------------------------------- curves
+def line_figure(x, ys: Mapping[str, object], xlabel: str = "", ylabel: str = "",
+                title: str | None = None, presentation: bool = False,
+                height: int | None = None) -> go.Figure:
+    """One line per entry of `ys` ({name: values}) against the shared `x`."""
+    xs = _numpy(x, "x").reshape(-1)
+    traces = []
+    for name, values in ys.items():
+        v = _numpy(values, name).reshape(-1)
+        if v.shape != xs.shape:
+            raise ValueError(f"{name!r} has {v.size} values but x has {xs.size}")
+        traces.append(go.Scatter(x=xs, y=v, mode="lines+markers", name=name))
+    return go.Figure(traces, layout(title, presentation, height, xaxis=dict(title=xlabel),
+                                    yaxis=dict(title=ylabel)))
