@@ -37,8 +37,8 @@ class PatchExperiment(Explorer):
 
     def __init__(self, **kwargs):
         kwargs.setdefault("models", ["cluttered-digits", "digits"])
+        self._clickable = None  # the image trace that listens for clicks
         super().__init__(methods=None, **kwargs)
-        self._clickable = None
 
     def extra_controls(self) -> dict[str, widgets.Widget]:
         live = dict(continuous_update=True, style={"description_width": "initial"})

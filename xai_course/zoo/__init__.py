@@ -23,6 +23,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ..convention import unchanged
 from . import weights as _weights
 
 __all__ = [
@@ -162,11 +163,12 @@ def dataset(name: str, split: str = "test", n: int | None = None,
 
 
 def accuracy(model: nn.Module, data: Dataset, batch_size: int = 256) -> float:
-    """Fraction of `data` that `model` classifies right (in no-grad mode; the model's mode is
-    left as it is: the zoo's models are in eval mode)."""
+    """Fraction of `data` that `model` classifies right, in eval mode (the model's own mode
+    is restored afterwards, so training loops can call it)."""
     device = next(model.parameters()).device
     correct = 0
-    with torch.no_grad():
+    with unchanged(model), torch.no_grad():
+        model.eval()
         for start in range(0, len(data), batch_size):
             x = data.x[start:start + batch_size].to(device)
             correct += (model(x).argmax(1).cpu() == data.y[start:start + batch_size]).sum().item()

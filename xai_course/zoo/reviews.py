@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import Dataset, ModelSpec
+from . import Dataset, ModelSpec, accuracy
 
 CLASSES = ["negative", "positive"]
 PAD, UNK = "<pad>", "<unk>"  # ids 0 and 1
@@ -385,17 +385,6 @@ class ReviewClassifier(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.encoder(self.embedding(tokens))
-
-
-def accuracy(model: nn.Module, data: Dataset, batch_size: int = 500) -> float:
-    """Fraction of `data` that `model` labels correctly."""
-    model.eval()
-    correct = 0
-    with torch.no_grad():
-        for start in range(0, len(data), batch_size):
-            logits = model(data.x[start:start + batch_size])
-            correct += (logits.argmax(1) == data.y[start:start + batch_size]).sum().item()
-    return correct / len(data)
 
 
 def train(progress: bool = True, epochs: int = 8,

@@ -1,0 +1,52 @@
+"""Make the README's chapter pictures: `.venv/bin/python docs/make_pictures.py`.
+
+Static PNGs for the README (the notebooks draw the same things interactively with plotly).
+"""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from xai_course import gradients, perturbation, zoo  # noqa: E402
+
+HERE = Path(__file__).parent
+
+
+def show(ax, image, attribution=None, title=""):
+    ax.imshow(image.permute(1, 2, 0).clamp(0, 1).numpy())
+    if attribution is not None:
+        a = attribution.sum(0) if attribution.ndim == 3 else attribution
+        limit = a.abs().max().item() or 1.0
+        ax.imshow(a.numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit, alpha=0.6)
+    ax.set_title(title, fontsize=10)
+    ax.axis("off")
+
+
+def main():
+    model = zoo.load_model("cluttered-digits", "cpu")
+    data = zoo.dataset("cluttered-digits", n=4)
+    fig, axes = plt.subplots(1, 4, figsize=(10, 2.8))
+    for i, ax in enumerate(axes):
+        show(ax, data.x[i], title=f"label {data.classes[data.y[i]]}")
+        ax.contour(data.mask[i].numpy(), levels=[0.5], colors="yellow", linewidths=0.8)
+    fig.suptitle("00 · cluttered-digits canvases, the digit's mask outlined")
+    fig.savefig(HERE / "00_welcome.png", dpi=80, bbox_inches="tight")
+
+    x, y = data.x[:1], data.y[:1]
+    occ = perturbation.occlusion(model, x, y, window=12, stride=6, baseline=0.5)
+    grad = gradients.gradient(model, x, y)
+    fig, axes = plt.subplots(1, 3, figsize=(8, 2.8))
+    show(axes[0], x[0], title="canvas")
+    show(axes[1], x[0], occ[0], title="occlusion")
+    show(axes[2], x[0], grad[0], title="gradient")
+    fig.suptitle("01 · two local explanations of the same prediction")
+    fig.savefig(HERE / "01_local_vs_global.png", dpi=80, bbox_inches="tight")
+
+
+if __name__ == "__main__":
+    torch.manual_seed(0)
+    main()
