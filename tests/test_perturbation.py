@@ -111,4 +111,4 @@ def test_bad_occlusion_options(kwargs, error, words, assert_unchanged):
 def test_occlusion_target_out_of_range_leaves_the_model(assert_unchanged):
     model = torchvision.models.resnet18(num_classes=4).train()
     with assert_unchanged(model), pytest.raises(ValueError, match="4 classes"):
-        perturbation.occlusion(model, torch.rand(1, 3, 16, 16), 9, window=8)
+        perturbation.occlusion(model, torch.rand(2, 3, 32, 32), 9, window=8)

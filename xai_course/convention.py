@@ -32,6 +32,7 @@ __all__ = [
     "check_model_and_inputs",
     "unchanged",
     "class_scores",
+    "forward",
     "model_device",
     "reference",
     "model_state",
@@ -175,12 +176,24 @@ def check_target(target, n: int, num_classes: int, device: torch.device) -> torc
     return t
 
 
+def forward(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """model(inputs), with a clear error when the model cannot take inputs of this shape."""
+    try:
+        return model(inputs)
+    except RuntimeError as error:
+        if "shape" not in str(error) and "size" not in str(error):
+            raise
+        raise ValueError(f"the model cannot take inputs of shape {tuple(inputs.shape)} "
+                         f"({error}); check the input size and number of channels the model "
+                         f"expects") from error
+
+
 def class_scores(model: nn.Module, inputs: torch.Tensor, target) -> torch.Tensor:
     """Forward `inputs`, check `target` against the model's output and return its scores (N,).
 
     The score is the model's output (the logit) for the target class, as in Captum.
     """
-    output = model(inputs)
+    output = forward(model, inputs)
     if output.ndim != 2:
         raise ValueError(f"the model must return (N, classes) scores, got shape "
                          f"{tuple(output.shape)}")

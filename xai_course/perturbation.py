@@ -22,6 +22,7 @@ from .convention import (
     Option,
     check_model_and_inputs,
     check_target,
+    forward,
     options,
     reference,
     unchanged,
@@ -153,7 +154,7 @@ def occlusion(model: nn.Module, inputs: torch.Tensor, target, window=8, stride=N
     total = torch.zeros_like(inputs)
     count = torch.zeros(feature_shape, dtype=inputs.dtype, device=inputs.device)
     with unchanged(model), torch.no_grad():
-        scores = model(inputs)
+        scores = forward(model, inputs)
         t = check_target(target, n, scores.shape[1], inputs.device)
         unoccluded = _select(scores, t, output)
         chunks = range(0, len(positions), per_pass)
