@@ -4,6 +4,10 @@ import os
 import sys
 from pathlib import Path
 
+# Idle OpenMP threads spin by default and steal the other core on a busy 2-core machine;
+# set before torch is imported (and inherited by the notebook kernels).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import pytest
 import torch
 from torch import nn
