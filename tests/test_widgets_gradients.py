@@ -221,3 +221,17 @@ def test_method_grid_on_an_imagenet_architecture_and_photo():
     assert all(m.shape == (3, 224, 224) for m in maps.values())
     model, x, t = sample(e)
     assert torch.allclose(maps["Guided Backprop"], gradients.guided_backprop(model, x, t)[0])
+
+
+def test_the_check_of_a_randomised_method_uses_the_same_noise_on_both_sides():
+    from xai_course import gradients
+    from xai_course.widgets.base import Explorer
+
+    e = Explorer({"smoothgrad": gradients.smoothgrad}, models=["digits"], device="cpu",
+                 sync=True, n_samples=4, check=True)
+    assert e.last_error is None
+    assert e.result.reference_error < 1e-5
+    first = e.result.attribution.clone()
+    e.sample_picker.value = 1
+    e.sample_picker.value = 0  # from the cache
+    assert torch.equal(first, e.result.attribution)

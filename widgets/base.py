@@ -35,6 +35,7 @@ import contextlib
 import copy
 import dataclasses
 import html
+import inspect
 import os
 import threading
 import time
@@ -246,13 +247,16 @@ class Explorer:
         if request.method is None:
             return Result(request, None, target, probabilities, 0.0)
         start = time.perf_counter()
-        attribution = self.attribute(request.method, model, x, target, request.opts)
+        attribution = self.attribute(request.method, model, x, target,
+                                     self.seeded(request.method, request.opts, x.device))
         if x.device.type == "cuda":
             torch.cuda.synchronize(x.device)
         ms = (time.perf_counter() - start) * 1000
         error = None
         if request.check and getattr(request.method, "reference", None) is not None:
-            ref = self.attribute(request.method.reference, model, x, target, request.opts)
+            # the same seeded noise on both sides, so randomised methods can be compared
+            ref = self.attribute(request.method.reference, model, x, target,
+                                 self.seeded(request.method, request.opts, x.device))
             error = (attribution.detach() - ref.detach()).abs().max().item()
         return Result(request, attribution[0].detach().cpu(), target, probabilities, ms, error)
 
@@ -302,6 +306,14 @@ class Explorer:
             embedded = model.embedding(x).detach()
             return method(model.encoder, embedded, target, **options).sum(-1)
         return method(model, x, target, **options)
+
+    @staticmethod
+    def seeded(method: Callable, options: dict, device: torch.device) -> dict:
+        """The options, plus a generator seeded with 0 for a method that takes one: the same
+        request then always draws the same noise (and the cache stays truthful)."""
+        if "generator" not in inspect.signature(method).parameters:
+            return options
+        return {**options, "generator": torch.Generator(device=device).manual_seed(0)}
 
     @staticmethod
     def resolve_target(request: Request, probabilities: torch.Tensor) -> int:
