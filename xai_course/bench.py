@@ -94,6 +94,189 @@ def local_global_cases(device: torch.device, quick: bool = False) -> list[Case]:
     return cases
 
 
+def gradients_cases(device: torch.device, quick: bool = False, out=print) -> list[Case]:
+    """Chapter 02 at 224x224 on ResNet-18 and ResNet-50 with random weights, against Captum.
+
+    gradient, IG (50 steps) and SmoothGrad (25 samples): ours with its automatic batch size
+    against Captum at its best batch size among None / 10 / 25 (`internal_batch_size`, or
+    NoiseTunnel's `nt_samples_batch_size`), chosen by one timed run of each (printed).
+    SmoothGrad runs from the same random state on both sides, so the noise is the same.
+    Then the peak resident memory of IG with 200 steps on ResNet-50, in a fresh process.
+    quick: ResNet-18 only, and no memory measurement.
+    """
+    import subprocess
+    import sys
+
+    import torchvision
+
+    from .gradients import gradient, integrated_gradients, smoothgrad
+
+    def seeded() -> torch.Generator:
+        return torch.Generator(device=device).manual_seed(0)
+
+    def fastest(name: str, run_with: Callable[[int | None], torch.Tensor]) -> int | None:
+        seconds = {b: best_time(lambda b=b: run_with(b), 1)[0] for b in (None, 10, 25)}
+        best = min(seconds, key=seconds.get)
+        out(f"  Captum {name}: " + ", ".join(f"batch {b}: {s:.2f} s" for b, s in
+                                             seconds.items()) + f"  -> batch {best}")
+        return best
+
+    cases = []
+    for arch in ["resnet18"] if quick else ["resnet18", "resnet50"]:
+        torch.manual_seed(0)
+        model = getattr(torchvision.models, arch)().eval().to(device)
+        x = torch.rand(1, 3, 224, 224, device=device)
+        label = f"{arch} (random) 224"
+        cases.append(compare(f"gradient {label}", gradient, model, x, 0))
+        ig_batch = fastest(f"IG-50 {arch}", lambda b, m=model, x=x: integrated_gradients.reference(
+            m, x, 0, steps=50, batch_size=b))
+        cases.append(compare(f"IG-50 {label}", integrated_gradients, model, x, 0,
+                             ours=dict(steps=50), theirs=dict(steps=50, batch_size=ig_batch),
+                             note=f" (internal_batch_size={ig_batch})"))
+        sg_batch = fastest(f"SmoothGrad-25 {arch}", lambda b, m=model, x=x: smoothgrad.reference(
+            m, x, 0, samples=25, batch_size=b, generator=seeded()))
+        cases.append(Case(
+            f"SmoothGrad-25 {label}",
+            lambda m=model, x=x: smoothgrad(m, x, 0, samples=25, generator=seeded()),
+            lambda m=model, x=x, b=sg_batch: smoothgrad.reference(
+                m, x, 0, samples=25, batch_size=b, generator=seeded()),
+            f"{smoothgrad.reference_name} (nt_samples_batch_size={sg_batch})"))
+    if not quick:
+        # Linux's ru_maxrss survives fork + exec (a child starts at its parent's peak), so
+        # read the new process's own high-water mark, VmHWM, where there is one.
+        code = (
+            "import resource, sys, torch, torchvision\n"
+            "from xai_course.gradients import integrated_gradients\n"
+            "def peak_kb():\n"
+            "    try:\n"
+            "        with open('/proc/self/status') as f:\n"
+            "            return next(int(l.split()[1]) for l in f if l.startswith('VmHWM:'))\n"
+            "    except (OSError, StopIteration):\n"
+            "        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+            "        return kb // 1024 if sys.platform == 'darwin' else kb\n"
+            "torch.manual_seed(0)\n"
+            "model = torchvision.models.resnet50().eval()\n"
+            "x = torch.rand(1, 3, 224, 224)\n"
+            "before = peak_kb()\n"
+            "integrated_gradients(model, x, 0, steps=200)\n"
+            "print(before, peak_kb())\n")
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=True)
+        before, peak = (int(kb) / 1024 for kb in done.stdout.split())
+        out(f"  peak resident memory, IG-200 on ResNet-50 at 224x224 (CPU, fresh process): "
+            f"{peak:.0f} MB (model and libraries loaded: {before:.0f} MB; target < 1536 MB)")
+    return cases
+
+
+def cam_cases(device: torch.device, quick: bool = False) -> list[Case]:
+    """Chapter 03 against Captum `LayerGradCam` and pytorch-grad-cam (`pip install grad-cam`).
+
+    Embedded models (all of `quick`), then ResNet-18 and ResNet-50 with random weights at
+    224x224: Grad-CAM against Captum and `GradCAM`, Grad-CAM++ against `GradCAMPlusPlus`,
+    Score-CAM against `ScoreCAM` (target: ratio <= 0.7; pytorch-grad-cam at its default
+    batch size 16, and on ResNet-18 also at our 32), and the approximate `score_cam_topk`
+    against the exact `score_cam` (its max |diff| is their agreement). The pytorch-grad-cam
+    rows compare min-max normalised maps, which is what it returns. Score-CAM on ResNet-50 is
+    2048 forward passes a side: minutes on a CPU (`--repeat 1` helps).
+    """
+    import functools
+    import types
+
+    import torchvision
+
+    from . import zoo
+    from .cam import grad_cam, grad_cam_pp, score_cam, score_cam_topk
+    from .convention import unchanged
+
+    def library(name, model, x, target, layer, batch_size=None):
+        """pytorch-grad-cam's `name` on the same call; it gets an input that requires grad
+        (its hooks need it on frozen models), runs inside `unchanged` (it calls
+        model.eval()), and its Score-CAM progress bar is silenced."""
+        try:
+            import pytorch_grad_cam
+            import pytorch_grad_cam.score_cam as score_module
+            from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+        except ImportError as error:
+            raise RuntimeError("the cam bench needs pytorch-grad-cam: pip install grad-cam "
+                               "(or pip install -e '.[dev]')") from error
+
+        def run():
+            quiet = types.SimpleNamespace(tqdm=functools.partial(score_module.tqdm.tqdm,
+                                                                 disable=True))
+            loud, score_module.tqdm = score_module.tqdm, quiet
+            with unchanged(model):
+                method = getattr(pytorch_grad_cam, name)(model, [model.get_submodule(layer)])
+                if batch_size is not None:
+                    method.batch_size = batch_size
+                try:
+                    maps = method(x.detach().clone().requires_grad_(True),
+                                  [ClassifierOutputTarget(target)] * len(x))
+                finally:
+                    method.activations_and_grads.release()
+                    score_module.tqdm = loud
+            return torch.from_numpy(maps).to(x.device)
+
+        return run
+
+    def frozen(model):
+        for p in model.parameters():
+            p.requires_grad_(False)
+        return model.eval().to(device)
+
+    minmax = dict(normalize="minmax")
+    cases = []
+    for name, layer in [("cluttered-digits", "features"), ("digits", "features.relu3")]:
+        try:
+            model, label = zoo.load_model(name, device), name
+        except zoo.WeightsNotCached:
+            torch.manual_seed(0)
+            model, label = frozen(zoo.model_info(name).build()), f"{name} (random)"
+        x = zoo.dataset(zoo.model_info(name).dataset, n=8).x.to(device)
+        cases.append(compare(f"grad_cam     {label} x8", grad_cam, model, x, 3,
+                             ours=dict(layer=layer), theirs=dict(layer=layer)))
+        cases.append(Case(f"score_cam    {label} x1",
+                          lambda m=model, x=x, l=layer: score_cam(m, x[:1], 3, l, **minmax),
+                          library("ScoreCAM", model, x[:1], 3, layer),
+                          "pytorch-grad-cam ScoreCAM"))
+    if quick:
+        return cases
+    for arch in ("resnet18", "resnet50"):
+        torch.manual_seed(0)
+        model = frozen(getattr(torchvision.models, arch)())
+        x = torch.rand(1, 3, 224, 224, device=device)
+        label = f"{arch} (random) 224"
+        if arch == "resnet18":
+            cases += [
+                compare(f"grad_cam     {label}", grad_cam, model, x, 0,
+                        ours=dict(layer="layer4"), theirs=dict(layer="layer4")),
+                Case(f"grad_cam     {label}",
+                     lambda m=model, x=x: grad_cam(m, x, 0, "layer4", **minmax),
+                     library("GradCAM", model, x, 0, "layer4"), "pytorch-grad-cam GradCAM"),
+                Case(f"grad_cam_pp  {label}",
+                     lambda m=model, x=x: grad_cam_pp(m, x, 0, "layer4", **minmax),
+                     library("GradCAMPlusPlus", model, x, 0, "layer4"),
+                     "pytorch-grad-cam GradCAMPlusPlus"),
+            ]
+        cases.append(Case(f"score_cam    {label}",
+                          lambda m=model, x=x: score_cam(m, x, 0, "layer4", **minmax),
+                          library("ScoreCAM", model, x, 0, "layer4"),
+                          "pytorch-grad-cam ScoreCAM (batch_size 16, its default)"))
+        if arch == "resnet18":
+            cases.append(Case(f"score_cam    {label}",
+                              lambda m=model, x=x: score_cam(m, x, 0, "layer4", **minmax),
+                              library("ScoreCAM", model, x, 0, "layer4", batch_size=32),
+                              "pytorch-grad-cam ScoreCAM (batch_size 32, as ours)"))
+            for k in (64, 128):
+                cases.append(Case(
+                    f"score_cam_topk k={k} {label}",
+                    lambda m=model, x=x, k=k: score_cam_topk(m, x, 0, "layer4", k=k, **minmax),
+                    lambda m=model, x=x: score_cam(m, x, 0, "layer4", **minmax),
+                    "our exact score_cam (APPROXIMATION: max |diff| = agreement)"))
+    return cases
+
+
 CHAPTERS: dict[str, Callable[..., list[Case]]] = {
     "local-global": local_global_cases,
+    "gradients": gradients_cases,
+    "cam": cam_cases,
 }
