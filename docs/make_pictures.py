@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from xai_course import gradients, perturbation, zoo  # noqa: E402
+from xai_course import cam, gradients, perturbation, zoo  # noqa: E402
 
 HERE = Path(__file__).parent
 
@@ -45,6 +45,27 @@ def main():
     show(axes[2], x[0], grad[0], title="gradient")
     fig.suptitle("01 · two local explanations of the same prediction")
     fig.savefig(HERE / "01_local_vs_global.png", dpi=80, bbox_inches="tight")
+
+    g = torch.Generator().manual_seed(0)
+    maps = {
+        "gradient": grad[0],
+        "SmoothGrad": gradients.smoothgrad(model, x, y, samples=25, generator=g)[0],
+        "Integrated Gradients": gradients.integrated_gradients(model, x, y, steps=50)[0],
+        "Guided Backprop": gradients.guided_backprop(model, x, y)[0],
+    }
+    fig, axes = plt.subplots(1, 4, figsize=(10, 2.8))
+    for ax, (name, attribution) in zip(axes, maps.items()):
+        show(ax, x[0], attribution, title=name)
+    fig.suptitle("02 · from gradients to Integrated Gradients")
+    fig.savefig(HERE / "02_gradients.png", dpi=80, bbox_inches="tight")
+
+    maps = {"CAM": cam.cam(model, x, y), "Grad-CAM": cam.grad_cam(model, x, y),
+            "Grad-CAM++": cam.grad_cam_pp(model, x, y), "Score-CAM": cam.score_cam(model, x, y)}
+    fig, axes = plt.subplots(1, 4, figsize=(10, 2.8))
+    for ax, (name, heat) in zip(axes, maps.items()):
+        show(ax, x[0], heat[0], title=name)
+    fig.suptitle("03 · class activation maps at the last convolution")
+    fig.savefig(HERE / "03_cam.png", dpi=80, bbox_inches="tight")
 
 
 if __name__ == "__main__":
