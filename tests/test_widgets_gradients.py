@@ -185,11 +185,11 @@ def test_token_explorer_reports_the_share_on_the_deciding_tokens():
     assert e.last_error is None
 
 
-def test_image_explorers_skip_imagenet_models_without_weights():
+def test_image_explorers_skip_imagenet_models_without_weights(monkeypatch, tmp_path):
     from xai_course.zoo import imagenet
 
-    if imagenet.cached("resnet50-imagenet"):  # pragma: no cover - a machine with the weights
-        pytest.skip("the ImageNet weights are cached here")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty cache, on any machine
+    assert not imagenet.cached("resnet50-imagenet")
     e = LinearisationExplorer(models=["resnet50-imagenet", "digits"], sync=True, n_samples=2)
     assert "not available" in e.note.value and e.model_picker.value == "digits"
     assert e.last_error is None
