@@ -47,3 +47,25 @@ def test_bench_prints_ours_reference_ratio_and_difference():
         diff = float(next(f for f in fields if "e" in f and f[0].isdigit()))
         assert diff <= 1e-5, line
     assert "ratio" in out.stdout
+
+
+def test_bench_takes_the_best_of_repeat_runs_unless_a_case_says_otherwise():
+    import torch
+
+    from xai_course import bench
+
+    calls = []
+
+    def counted(tag, value):
+        def run():
+            calls.append(tag)
+            return torch.tensor([value])
+        return run
+
+    cases = [bench.Case("a", counted("a", 1.0), counted("A", 1.5), "ref"),
+             bench.Case("b", counted("b", 2.0), counted("B", 2.0), "ref", repeat=1)]
+    rows = bench.run(cases, repeat=3, out=lambda *args: None)
+    assert calls.count("a") == calls.count("A") == 3
+    assert calls.count("b") == calls.count("B") == 1
+    assert [row["max_abs_diff"] for row in rows] == [0.5, 0.0]
+    assert all(row["ratio"] > 0 for row in rows)
