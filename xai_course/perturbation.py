@@ -28,22 +28,13 @@ from .convention import (
     unchanged,
 )
 
-__all__ = ["occlude", "occlusion", "window_positions", "class_output"]
+__all__ = ["occlude", "occlusion", "window_positions"]
 
 
 def _select(scores: torch.Tensor, t: torch.Tensor, output: str) -> torch.Tensor:
     if output == "probability":
         scores = scores.softmax(dim=1)
     return scores.gather(1, t[:, None])[:, 0]
-
-
-def class_output(model: nn.Module, inputs: torch.Tensor, target, output: str = "logit"):
-    """The model's score for `target` (N,): the logit, or the softmax probability."""
-    if output not in ("logit", "probability"):
-        raise ValueError(f"output must be 'logit' or 'probability', got {output!r}")
-    scores = model(inputs)
-    return _select(scores, check_target(target, len(inputs), scores.shape[1], inputs.device),
-                   output)
 
 
 def _as_tuple(value, ndim: int, name: str) -> tuple[int, ...]:
