@@ -67,6 +67,54 @@ def main():
     fig.suptitle("03 · class activation maps at the last convolution")
     fig.savefig(HERE / "03_cam.png", dpi=80, bbox_inches="tight")
 
+    perturbation_chapter(model, x, y)
+    lime_trees(model, x, y)
+
+
+def perturbation_chapter(model, x, y):
+    """Chapter 04: occlusion, Meaningful Perturbation (smooth and without TV), extremal."""
+    occ = perturbation.occlusion(model, x, y, window=8, stride=4)
+    smooth = perturbation.meaningful_perturbation(model, x, y, l1=0.3, steps=150)
+    speckle = perturbation.meaningful_perturbation(model, x, y, l1=0.3, tv=0.0, mask_size=64,
+                                                   steps=150)
+    extremal = perturbation.extremal_perturbation(model, x, y, area=0.1, steps=300)
+    fig, axes = plt.subplots(1, 4, figsize=(10, 2.8))
+    show(axes[0], x[0], occ[0], title="occlusion 8/4")
+    show(axes[1], x[0], 1 - smooth[0], title="meaningful: deleted")
+    show(axes[2], x[0], 1 - speckle[0], title="no smoothness: adversarial")
+    show(axes[3], x[0], extremal[0], title="extremal, 10% kept")
+    fig.suptitle("04 · perturbation: occlusion and learned masks")
+    fig.savefig(HERE / "04_perturbation.png", dpi=80, bbox_inches="tight")
+
+
+def lime_trees(model, x, y):
+    """Chapter 05: superpixels, linear and tree LIME, the tree's fidelity against depth."""
+    from skimage.segmentation import find_boundaries
+
+    from xai_course import surrogates
+
+    segments = surrogates.superpixels(x[0], "slic", n=30)
+    options = dict(segments=segments, samples=1000, return_surrogate=True)
+    linear, (fit,) = surrogates.lime(model, x, y, generator=torch.Generator().manual_seed(0),
+                                     **options)
+    tree, _ = surrogates.lime(model, x, y, surrogate="tree", max_depth=3,
+                              generator=torch.Generator().manual_seed(0), **options)
+    depths = [1, 2, 3, 4, 6, 8]
+    fidelity = [surrogates.fit_surrogate(fit.z, fit.y, fit.weights, "tree", max_depth=d).fidelity
+                for d in depths]
+    fig, axes = plt.subplots(1, 4, figsize=(11, 2.8))
+    show(axes[0], x[0], title=f"{int(segments.max()) + 1} superpixels (SLIC)")
+    axes[0].contour(find_boundaries(segments.numpy()), levels=[0.5], colors="yellow",
+                    linewidths=0.6)
+    show(axes[1], x[0], linear[0], title=f"linear LIME (R² {fit.fidelity:.2f})")
+    show(axes[2], x[0], tree[0], title="tree LIME, depth 3")
+    axes[3].plot(depths, fidelity, "o-")
+    axes[3].axhline(fit.fidelity, color="grey", linestyle="--", label="linear")
+    axes[3].set(xlabel="tree depth", ylabel="fidelity R²", title="fidelity vs depth")
+    axes[3].legend(fontsize=8)
+    fig.suptitle("05 · LIME with linear and tree surrogates")
+    fig.savefig(HERE / "05_lime_trees.png", dpi=80, bbox_inches="tight")
+
 
 if __name__ == "__main__":
     torch.manual_seed(0)

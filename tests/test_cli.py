@@ -67,5 +67,6 @@ def test_bench_takes_the_best_of_repeat_runs_unless_a_case_says_otherwise():
     rows = bench.run(cases, repeat=3, out=lambda *args: None)
     assert calls.count("a") == calls.count("A") == 3
     assert calls.count("b") == calls.count("B") == 1
+    assert calls[:6] == ["a", "A", "A", "a", "a", "A"]  # in turns, alternating who goes first
     assert [row["max_abs_diff"] for row in rows] == [0.5, 0.0]
     assert all(row["ratio"] > 0 for row in rows)

@@ -156,6 +156,11 @@ def update_figure(widget: go.FigureWidget, fig: go.Figure) -> None:
             widget.data = ()
             widget.add_traces(fig.data)
         widget.layout = fig.layout
+    # The updates above reach only the views that exist now. A view made later (Voila shows the
+    # page after the notebook has run; an output drawn again) starts from the widget's state,
+    # which plotly sets only when the widget is built or displayed by itself: keep it current.
+    widget._widget_data = copy.deepcopy(widget._data)
+    widget._widget_layout = copy.deepcopy(widget._layout_obj._props)
 
 
 def _is_text(model: nn.Module) -> bool:
@@ -179,19 +184,26 @@ def _default_sync() -> bool:
     return shell is None or not hasattr(shell, "kernel")
 
 
+def _default_presentation() -> bool:
+    """Large figures when XAI_COURSE_PRESENTATION=1 (`xai-course present` sets it)."""
+    return os.environ.get("XAI_COURSE_PRESENTATION", "") not in ("", "0")
+
+
 # --------------------------------------------------------------------------- the explorer
 class Explorer:
     """An explorer: pickers, a method's controls, a figure, a status line, an error area.
 
     methods: {name: method} (or one method, or None when a subclass computes by itself); each
         `method(model, inputs, target, **options) -> Tensor` with `method.options` declared.
-    models: None (the zoo's models), a list of zoo names, or {name: nn.Module}.
+    models: None (the zoo's image and text models), a list of zoo names, or {name: nn.Module}.
     data: None (each zoo model's own data set), a data set (`.x`, `.y`, `.classes`, ...) or
         {name: data set}; given data sets are offered for every model.
     model, device: the initial choices. devices: the device picker's list (default: cpu,
         and cuda when available). check: compute the reference and show the difference.
-    presentation: large figure and fonts for a projector. sync: compute in the caller's
-        thread (default: only outside a Jupyter kernel). n_samples: zoo samples offered.
+    presentation: large figure and fonts for a projector (default: when the environment
+        variable XAI_COURSE_PRESENTATION=1, which `xai-course present` sets). sync: compute
+        in the caller's thread (default: only outside a Jupyter kernel). n_samples: zoo
+        samples offered.
     """
 
     cache_size = 64
@@ -200,17 +212,19 @@ class Explorer:
                  models: list[str] | Mapping[str, nn.Module] | None = None, data=None,
                  model: str | None = None, device: str | torch.device | None = None,
                  devices: list[str] | None = None, check: bool = False,
-                 presentation: bool = False, sync: bool | None = None, n_samples: int = 64):
+                 presentation: bool | None = None, sync: bool | None = None,
+                 n_samples: int = 64):
         if callable(methods):
             methods = {getattr(methods, "__name__", "method"): methods}
         self.methods = dict(methods or {})
         self._modules = dict(models) if isinstance(models, Mapping) else {}
-        self._model_names = list(self._modules) or list(models or zoo.models())
+        self._model_names = list(self._modules) or list(models or [  # images and texts
+            m for m in zoo.models() if not getattr(zoo.model_info(m), "tabular", False)])
         if model is not None and model not in self._model_names:
             raise ValueError(f"unknown model {model!r}; choose from {self._model_names}")
         self._data = ({getattr(data, "name", "data"): data} if hasattr(data, "x")
                       else dict(data or {}))
-        self.presentation = presentation
+        self.presentation = _default_presentation() if presentation is None else presentation
         self.sync = _default_sync() if sync is None else sync
         self.n_samples = n_samples
         self.result = None  # the result on screen
@@ -386,6 +400,9 @@ class Explorer:
             self.display_box,
             self.figure, self.status_line, self.note, self.error,
         ])
+        # DOM classes, so that a browser test finds the explorer and its sample picker
+        self.widget.add_class("xai-explorer")
+        self.sample_picker.add_class("xai-sample")
 
     def _wire(self) -> None:
         self._observe(self.model_picker, self._on_model)

@@ -405,7 +405,7 @@ def _masked_scores(model: nn.Module, inputs: torch.Tensor, maps: LayerMaps,
     total, done = n * len(chunks), 0
     fast = _fast_copy(model) if n * k >= 256 else model  # a copy pays off for many passes
     layout = torch.channels_last
-    with tqdm(total=total, desc="score-cam", disable=progress is not True, leave=False) as bar, \
+    with tqdm(total=total, desc="score-cam", disable=progress is not True) as bar, \
             torch.inference_mode():
         for i in range(n):
             x, c = inputs[i:i + 1], maps.target[i]

@@ -4,6 +4,7 @@
     xai-course train NAME           retrain an embedded model with its own script
     xai-course fetch-weights NAME   download torchvision's ImageNet weights (needs internet)
     xai-course bench CHAPTER        our time vs the reference's, ratio and max |difference|
+    xai-course present CHAPTER      a chapter as a standalone page for a projector (Voila)
 """
 
 from __future__ import annotations
@@ -50,6 +51,13 @@ def _bench(args) -> int:
     return 0
 
 
+def _present(args) -> int:
+    from .present import present
+
+    return present(args.chapter, Path(args.notebooks), port=args.port,
+                   open_browser=not args.no_browser)
+
+
 def main(argv=None) -> int:
     from . import bench, zoo
 
@@ -76,6 +84,13 @@ def main(argv=None) -> int:
     bench_cmd.add_argument("--repeat", type=int, default=3)
     bench_cmd.add_argument("--quick", action="store_true", help="embedded models only")
     bench_cmd.set_defaults(run=_bench)
+
+    present = commands.add_parser("present", help="a chapter in Voila, for a projector")
+    present.add_argument("chapter", help="number, name or notebook: 03, cam, 03_cam.ipynb")
+    present.add_argument("--notebooks", default="notebooks")
+    present.add_argument("--port", type=int, default=8866)
+    present.add_argument("--no-browser", action="store_true", help="only print the address")
+    present.set_defaults(run=_present)
 
     args = parser.parse_args(argv)
     try:

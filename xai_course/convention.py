@@ -176,8 +176,19 @@ def check_target(target, n: int, num_classes: int, device: torch.device) -> torc
     return t
 
 
-def forward(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
-    """model(inputs), with a clear error when the model cannot take inputs of this shape."""
+def forward(model: nn.Module, inputs: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+    """model(inputs), with a clear error when the model cannot take inputs of this shape.
+
+    channels_last: hand a batch of images (N, C, H, W) to the model in channels-last memory
+    order, which CPU convolutions run faster (the same numbers up to float rounding, about
+    1e-7 relative). A model that cannot take that order (a .view() of a convolution's
+    output) gets the usual one.
+    """
+    if channels_last and inputs.ndim == 4:
+        try:
+            return model(inputs.contiguous(memory_format=torch.channels_last))
+        except RuntimeError:
+            pass  # the model's own error, if any, is raised by the plain call below
     try:
         return model(inputs)
     except RuntimeError as error:
@@ -188,12 +199,14 @@ def forward(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
                          f"expects") from error
 
 
-def class_scores(model: nn.Module, inputs: torch.Tensor, target) -> torch.Tensor:
+def class_scores(model: nn.Module, inputs: torch.Tensor, target,
+                 channels_last: bool = False) -> torch.Tensor:
     """Forward `inputs`, check `target` against the model's output and return its scores (N,).
 
     The score is the model's output (the logit) for the target class, as in Captum.
+    channels_last: as in `forward`.
     """
-    output = forward(model, inputs)
+    output = forward(model, inputs, channels_last)
     if output.ndim != 2:
         raise ValueError(f"the model must return (N, classes) scores, got shape "
                          f"{tuple(output.shape)}")

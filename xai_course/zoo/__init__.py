@@ -51,6 +51,7 @@ class Dataset:
     y: labels (N,). classes: class names. mask: (N, H, W) ground-truth region where the data
     has one. relevant: (N, L) 0/1, the tokens that decide a text's label. tokens: the words
     of each text (padding left out). vocab: id -> word for text. notes: source and licence.
+    features: the column names of a table.
     """
 
     name: str
@@ -62,6 +63,7 @@ class Dataset:
     tokens: list[list[str]] | None = None
     vocab: list[str] | None = None
     notes: str = ""
+    features: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.y)
@@ -85,7 +87,8 @@ class ModelSpec:
 
     build(): the architecture with fresh weights. train(progress=True) -> (model, test
     accuracy): the script that made the shipped weights. load(): a custom loader for models
-    whose weights are not shipped (the ImageNet ones), else None.
+    whose weights are not shipped (the ImageNet ones), else None. tabular: the model reads
+    rows of a table (N, features), not images or texts.
     """
 
     name: str
@@ -94,14 +97,15 @@ class ModelSpec:
     description: str
     train: Callable[..., tuple[nn.Module, float]] | None = None
     load: Callable[[], nn.Module] | None = None
+    tabular: bool = False
 
 
 def _registry() -> tuple[dict[str, ModelSpec], dict[str, Callable[..., Dataset]]]:
-    from . import digits, imagenet, photos, reviews
+    from . import digits, imagenet, photos, reviews, tabular
 
     specs: dict[str, ModelSpec] = {}
     data: dict[str, Callable[..., Dataset]] = {}
-    for module in (digits, reviews, photos, imagenet):
+    for module in (digits, reviews, photos, imagenet, tabular):
         specs.update({s.name: s for s in module.MODELS})
         data.update(module.DATASETS)
     return specs, data

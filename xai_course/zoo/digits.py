@@ -405,7 +405,6 @@ class ClutteredDigitsCNN(nn.Module):
         return self.fc(self.flatten(self.pool(self.features(x))))
 
 
-@torch.no_grad()
 # --------------------------------------------------------------------------------------------
 # Training scripts (`xai-course train NAME`)
 
