@@ -43,16 +43,6 @@ DISPLAY_OPTIONS = ("relu", "upsample", "normalize")
 VIEWS = ["map", "how it is made", "coarse vs upsampled"]
 
 
-def _panel(fig: go.Figure, panel: go.Figure, row: int, col: int, cols: int) -> None:
-    """Copy an image / heatmap figure's traces into cell (row, col) of a subplot grid."""
-    for trace in panel.data:
-        fig.add_trace(trace, row=row, col=col)
-    index = (row - 1) * cols + col
-    fig.update_xaxes(visible=False, constrain="domain", row=row, col=col)
-    fig.update_yaxes(visible=False, autorange="reversed", constrain="domain",
-                     scaleanchor=f"x{index if index > 1 else ''}", row=row, col=col)
-
-
 def _layer_options(layers: list[cam.Layer]) -> list[tuple[str, str]]:
     return [(str(layer), layer.name) for layer in layers if layer.height * layer.width > 1]
 
@@ -198,14 +188,15 @@ class CamExplorer(_LayersMixin, Explorer):
         fig.update_xaxes(visible=False)
         fig.update_yaxes(visible=False)
         for i, c in enumerate(top):
-            _panel(fig, viz.heatmap_overlay(None, A[c], colorbar=False), 1, i + 1, cols)
+            viz.add_panel(fig, viz.heatmap_overlay(None, A[c], colorbar=False), 1, i + 1, cols)
         coarse = e["coarse"]
-        _panel(fig, viz.heatmap_overlay(None, coarse, colorbar=False), 2, 1, cols)
-        _panel(fig, viz.heatmap_overlay(None, coarse.clamp(min=0) if e["relu"] else coarse,
-                                        colorbar=False), 2, 2, cols)
-        _panel(fig, viz.heatmap_overlay(request.x[0].cpu(), self._overlay_map(result),
-                                        normalize=self._normalize(),
-                                        opacity=self.opacity.value, colorbar=False), 2, 3, cols)
+        viz.add_panel(fig, viz.heatmap_overlay(None, coarse, colorbar=False), 2, 1, cols)
+        viz.add_panel(fig, viz.heatmap_overlay(None, coarse.clamp(min=0) if e["relu"] else coarse,
+                                               colorbar=False), 2, 2, cols)
+        viz.add_panel(fig, viz.heatmap_overlay(request.x[0].cpu(), self._overlay_map(result),
+                                               normalize=self._normalize(),
+                                               opacity=self.opacity.value, colorbar=False),
+                      2, 3, cols)
         title = (f"{request.method_name} at {e['layer']}: the {k} largest of {len(alpha)} terms "
                  f"α_k A_k; α_k = {name}")
         return viz.style(fig, title, self.presentation,
@@ -221,11 +212,11 @@ class CamExplorer(_LayersMixin, Explorer):
         fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.03, subplot_titles=(
             f"the map as computed: {h}x{w}", f"{h}x{w} cells on the {size[0]}x{size[1]} image",
             "bilinearly upsampled"))
-        _panel(fig, viz.heatmap_overlay(None, coarse, colorbar=False), 1, 1, 3)
+        viz.add_panel(fig, viz.heatmap_overlay(None, coarse, colorbar=False), 1, 1, 3)
         for col, m in ((2, blocks), (3, smooth)):
-            _panel(fig, viz.heatmap_overlay(request.x[0].cpu(), m, normalize=self._normalize(),
-                                            opacity=self.opacity.value, colorbar=False),
-                   1, col, 3)
+            overlay = viz.heatmap_overlay(request.x[0].cpu(), m, normalize=self._normalize(),
+                                          opacity=self.opacity.value, colorbar=False)
+            viz.add_panel(fig, overlay, 1, col, 3)
         return viz.style(fig, f"{request.method_name} at {e['layer']}", self.presentation)
 
     def status(self, result: Result) -> str:

@@ -24,7 +24,7 @@ from xai_course import perturbation, viz
 from xai_course.gradients import gradient
 
 from .base import Explorer, Request, Result
-from .cam import IMAGE_MODELS, _panel
+from .cam import IMAGE_MODELS
 
 __all__ = ["PerturbationExplorer", "METHODS", "cost_comparison", "cost_figure"]
 
@@ -106,8 +106,9 @@ class PerturbationExplorer(Explorer):
                 "kept region" if request.opts.get("variant") == "preserve" else "deleted region")
         fig = make_subplots(rows=1, cols=2, column_widths=[0.45, 0.55], horizontal_spacing=0.08,
                             subplot_titles=(f"{what} at step {step}", "loss terms"))
-        _panel(fig, viz.heatmap_overlay(request.x[0].cpu(), shown, signed=False, normalize=None,
-                                        opacity=self.opacity.value, colorbar=False), 1, 1, 2)
+        overlay = viz.heatmap_overlay(request.x[0].cpu(), shown, signed=False, normalize=None,
+                                      opacity=self.opacity.value, colorbar=False)
+        viz.add_panel(fig, overlay, 1, 1, 2)
         steps = list(range(history.total.shape[0]))
         for name in TERMS[method]:
             values = getattr(history, name)[:, 0]

@@ -368,15 +368,16 @@ def _targets(model: nn.Module, inputs: torch.Tensor, target) -> torch.Tensor:
 
 
 def _scores(model: nn.Module, make_batch, count: int, target: int, batch_size: int,
-            progress: bool, desc: str) -> torch.Tensor:
+            progress: bool, desc: str, channels_last: bool = False) -> torch.Tensor:
     """The model's score for `target` on inputs make_batch(start, stop), `batch_size` at a time,
-    in inference mode (no autograd bookkeeping): the cost of LIME."""
+    in inference mode (no autograd bookkeeping): the cost of LIME. channels_last: as in
+    `convention.forward`."""
     scores = []
     starts = range(0, count, batch_size)
     with torch.inference_mode():
         for start in tqdm(starts, desc=desc, disable=not progress, leave=False):
-            scores.append(forward(model, make_batch(start, min(start + batch_size, count)))
-                          [:, target].double())
+            batch = make_batch(start, min(start + batch_size, count))
+            scores.append(forward(model, batch, channels_last)[:, target].double())
     return torch.cat(scores)
 
 
@@ -491,7 +492,6 @@ def lime(model: nn.Module, inputs: torch.Tensor, target, segments=None, samples:
     batch_size = batch_size or 64
     if channels_last is None:
         channels_last = inputs.shape[1] == 3 and min(inputs.shape[2:]) >= 128
-    memory = torch.channels_last if channels_last else torch.contiguous_format
     maps, fits = [], []
     with unchanged(model):
         t = _targets(model, inputs, target)
@@ -501,9 +501,8 @@ def lime(model: nn.Module, inputs: torch.Tensor, target, segments=None, samples:
             base = baseline_image(x, seg, baseline)
 
             def evaluate(z, x=x, seg=seg, base=base, c=int(t[n])):
-                return _scores(model, lambda a, b: perturbed_images(x, base, seg, z[a:b])
-                               .contiguous(memory_format=memory), len(z), c, batch_size,
-                               progress, "lime")
+                return _scores(model, lambda a, b: perturbed_images(x, base, seg, z[a:b]),
+                               len(z), c, batch_size, progress, "lime", channels_last)
 
             z = sample_switches(samples, k, generator, inputs.device)
             weights = kernel_weights(_cosine_distance_to_ones(z), kernel_width)

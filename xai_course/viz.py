@@ -27,6 +27,7 @@ __all__ = [
     "SEQUENTIAL",
     "normalize_map",
     "heatmap_overlay",
+    "add_panel",
     "method_grid",
     "token_figure",
     "line_figure",
@@ -175,6 +176,17 @@ def heatmap_overlay(image=None, attribution=None, signed: bool | None = None,
     traces = _map_traces(image, attribution, signed, normalize, percentile, opacity, colorbar)
     xaxis, yaxis = _image_axes()
     return go.Figure(traces, layout(title, presentation, height, xaxis=xaxis, yaxis=yaxis))
+
+
+def add_panel(fig: go.Figure, panel: go.Figure, row: int, col: int, cols: int) -> None:
+    """Copy an image / heatmap figure's traces into cell (row, col) of a subplot grid of
+    `cols` columns, with the image's axes (hidden, y downwards, square pixels)."""
+    for trace in panel.data:
+        fig.add_trace(trace, row=row, col=col)
+    index = (row - 1) * cols + col
+    fig.update_xaxes(visible=False, constrain="domain", row=row, col=col)
+    fig.update_yaxes(visible=False, autorange="reversed", constrain="domain",
+                     scaleanchor=f"x{index if index > 1 else ''}", row=row, col=col)
 
 
 def method_grid(image, maps: Mapping[str, object], signed: bool | None = None,
