@@ -183,7 +183,9 @@ def test_every_notebook_runs_in_the_binder_environment_within_memory(binder_pyth
         client.on_cell_complete = measure
         try:
             client.execute()
-        finally:  # the client shuts down only the kernels it made itself
+        finally:  # the client shuts down only the kernels (and channels) it made itself
+            if client.kc is not None:
+                client.kc.stop_channels()
             km.shutdown_kernel(now=True)
         errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
                   if o.get("output_type") == "error"]

@@ -1,23 +1,30 @@
 """The course as students and instructors meet it: every chapter in a real Chromium.
 
 Each chapter notebook runs in JupyterLab (Run All Cells), and again in presentation mode
-(`xai-course present`, Voila). On every page: each plotly figure has drawn its SVG, no widget
-says "Error displaying widget" / "Failed to load model class", and no output holds a Python
-traceback. Then the chapter's main explorer, by convention the first `Explorer` the notebook
-displays (its root carries the DOM class `xai-explorer`), gets another sample from its sample
-picker, and its figure must change. A screenshot of that explorer per chapter and page goes to
-test-artifacts/browser/.
+(`xai-course present`, Voila). On every page: every widget output has been drawn, each plotly
+figure has drawn its SVG, no widget says "Error displaying widget" / "Failed to load model
+class", and no output holds a Python traceback. Then the chapter's main explorer, by
+convention the first `Explorer` the notebook displays (its root carries the DOM class
+`xai-explorer`), gets another sample from its sample picker, and its figure must change. A
+screenshot of that explorer per chapter and page goes to test-artifacts/browser/ (and one of
+the whole page when a test fails).
 
 Chromium comes from the system (Debian: `apt-get install chromium`), driven by Playwright's
 Python package; Playwright's own browser download is not needed. Without Chromium these tests
 skip, except under CI (env CI set), where a missing browser is a failure. One JupyterLab
-server and one browser serve all notebooks; servers and kernels inherit XAI_COURSE_FAST=1 and
-the network block (conftest.py), and Chromium is started with its background traffic off.
-New notebooks in notebooks/ are picked up without editing this file.
+server and one browser serve all notebooks, one kernel at a time: after each notebook its
+kernel is shut down. Servers and kernels inherit XAI_COURSE_FAST=1 and the network block
+(conftest.py), and Chromium is started with its background traffic off. New notebooks in
+notebooks/ are picked up without editing this file.
+
+Every wait has a time limit sized for a busy 2-core machine and ends with a message that says
+what did not happen; a server is stopped with its whole process group and the kernels it
+started.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -33,6 +40,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import nbformat
+import psutil
 import pytest
 
 pytestmark = pytest.mark.browser
@@ -47,27 +55,52 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 INSTALL_HINT = ("Chromium is not installed; install it with `apt-get install chromium` "
                 "(Debian/Ubuntu), or point XAI_COURSE_CHROMIUM at a Chromium binary")
 TOKEN = "xai-course-browser-test"
-RUN_TIMEOUT = 600  # s for a whole notebook on a busy machine
-DRAW_TIMEOUT = 120  # s for an explorer to draw after a change
+WIDGET = "application/vnd.jupyter.widget-view+json"  # the mime type of a widget output
+
+# Time limits, in seconds, for a busy 2-core machine (on an idle one a chapter runs in ~40 s)
+RUN_TIMEOUT = 600  # a whole notebook
+START_TIMEOUT = 300  # a server, a kernel, a page's first load
+DRAW_TIMEOUT = 120  # the figures, after the notebook has run or a control has moved
+ACTION_TIMEOUT = 60  # a click, a key press, a screenshot
+SETTLE = 2  # the page must stay unchanged this long to count as drawn
 
 # What the page must not show. The explorers' error area also folds a traceback.
 BAD_TEXT = ["Error displaying widget", "Failed to load model class", "Traceback",
             "No renderer could be found", "There was an error when executing cell"]  # Voila
 
-# In the page: how many plotly figures have drawn a trace into their SVG (a bar or line is a
-# `.trace` group, a heatmap or image an <image>), and how many explorers' figures have.
+# In the page: how many widget outputs have been drawn (a widget view not inside another),
+# how many plotly figures have drawn a trace into their SVG (a bar or line is a `.trace`
+# group, a heatmap or image an <image>), and how many explorers' figures have.
 TRACE = "svg.main-svg .trace, svg.main-svg .mlayer image"
 FIGURES_JS = """trace => {
   const plots = [...document.querySelectorAll('.js-plotly-plot')];
   const explorers = [...document.querySelectorAll('.xai-explorer')];
+  const drawn = plot => !!(plot && plot.querySelector(trace));
   return {
+    views: [...document.querySelectorAll('.jupyter-widgets')]
+      .filter(view => !view.parentElement.closest('.jupyter-widgets')).length,
     plots: plots.length,
-    drawn: plots.filter(p => p.querySelector(trace)).length,
+    drawn: plots.filter(drawn).length,
     explorers: explorers.length,
-    explorers_drawn: explorers.filter(e => e.querySelector('.js-plotly-plot')
-      && e.querySelector('.js-plotly-plot').querySelector(trace)).length,
+    explorers_drawn: explorers.filter(e => drawn(e.querySelector('.js-plotly-plot'))).length,
   };
 }"""
+# For a failure message: what each explorer whose figure has not drawn shows (status, errors).
+UNDRAWN_JS = """trace => [...document.querySelectorAll('.xai-explorer')].map((e, i) => {
+  const plot = e.querySelector('.js-plotly-plot');
+  return plot && plot.querySelector(trace) ? null
+    : `explorer ${i}: ${plot ? 'figure without a trace' : 'no figure'}; it shows: `
+      + e.innerText.replace(/\\s+/g, ' ').slice(-400);
+}).filter(Boolean)"""
+# Drawn: every widget output is there, every figure has drawn, and nothing has changed for
+# SETTLE seconds (widgets inside a box and plotly draw asynchronously, one after another).
+DRAWN_JS = f"""([trace, views, settle]) => {{
+  const counts = ({FIGURES_JS})(trace);
+  const key = JSON.stringify(counts);
+  if (window.xaiCounts !== key) {{ window.xaiCounts = key; window.xaiSince = Date.now(); }}
+  return counts.views === views && counts.drawn === counts.plots
+    && counts.explorers_drawn === counts.explorers && Date.now() - window.xaiSince >= settle * 1000;
+}}"""
 
 
 # --------------------------------------------------------------------------- servers
@@ -77,7 +110,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_http(url: str, process: subprocess.Popen, log: Path, timeout: float = 120,
+def wait_for_http(url: str, process: subprocess.Popen, log: Path, timeout: float = START_TIMEOUT,
                   statuses=(200,)) -> None:
     """Wait until `url` answers with one of `statuses`; fail with the server's log if the
     server dies or never does."""
@@ -98,22 +131,37 @@ def wait_for_http(url: str, process: subprocess.Popen, log: Path, timeout: float
     pytest.fail(f"no answer from {url} after {timeout:.0f} s:\n{log.read_text()[-3000:]}")
 
 
-def stop(process: subprocess.Popen) -> None:
-    """Stop a server and the kernels it started (its process group)."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 def start(command: list[str], log: Path, cwd: Path) -> subprocess.Popen:
+    """Start a server in a process group of its own (stop() ends the whole group)."""
     env = {**os.environ, "XAI_COURSE_FAST": "1"}
     with open(log, "w") as out:
         return subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Stop a server, its process group, and the kernels it started: Jupyter starts each
+    kernel in a session (and group) of its own, so a server killed before it could shut its
+    kernels down would leave them running."""
+    try:
+        family = psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        family = []
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)  # a Jupyter server shuts its kernels down
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    for child in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.terminate()
+    _, alive = psutil.wait_procs(family, timeout=10)
+    for child in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
+    psutil.wait_procs(alive, timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +188,9 @@ def lab(tmp_path_factory):
                f"--LabApp.user_settings_dir={home / 'settings'}",
                f"--LabApp.workspaces_dir={home / 'workspaces'}",
                "--LabApp.news_url=None",
-               "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+               "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+               # window.jupyterapp: the test reads the notebook's kernel and outputs from it
+               "--LabApp.expose_app_in_browser=True"]
     if os.geteuid() == 0:
         command.append("--allow-root")
     log = home / "server.log"
@@ -148,7 +198,7 @@ def lab(tmp_path_factory):
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_http(f"{url}/api/status?token={TOKEN}", process, log)
-        yield SimpleNamespace(url=url, notebooks=notebooks)
+        yield SimpleNamespace(url=url, notebooks=notebooks, log=log)
     finally:
         stop(process)
 
@@ -162,15 +212,27 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                     timeout=START_TIMEOUT * 1000)
         yield chromium
         chromium.close()
 
 
+def screenshot_if_failed(page, request, failures_before: int) -> None:
+    """A screenshot of the page, when the test has failed (the session counts one more)."""
+    if request.session.testsfailed > failures_before and not page.is_closed():
+        name = re.sub(r"[^\w.-]+", "-", request.node.name)
+        with contextlib.suppress(Exception):  # the failure itself is what matters
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=ARTIFACTS / f"failed-{name}.png")
+
+
 @pytest.fixture
-def page(browser):
+def page(browser, request):
     """A browser tab that can reach this machine only; it records what else it asked for."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(ACTION_TIMEOUT * 1000)
+    context.set_default_navigation_timeout(START_TIMEOUT * 1000)
     page = context.new_page()
     page.console_messages = []
     page.on("console", lambda m: page.console_messages.append(f"{m.type}: {m.text}"))
@@ -181,31 +243,47 @@ def page(browser):
         route.abort()
 
     context.route(re.compile(r"^[a-z]+://(?!(127\.0\.0\.1|localhost)[:/])"), refuse)
+    failures = request.session.testsfailed
     yield page
+    screenshot_if_failed(page, request, failures)
     context.close()
 
 
+@pytest.fixture
+def lab_page(page, lab, request):
+    """A tab for JupyterLab. Afterwards the tab is closed first (it would answer its kernel's
+    end), then every kernel is shut down: the next notebook starts with their memory free."""
+    failures = request.session.testsfailed
+    yield page
+    screenshot_if_failed(page, request, failures)
+    page.context.close()
+    shut_down_kernels(lab.url)
+
+
 # --------------------------------------------------------------------------- checks
-def wait_until_drawn(page, timeout: float = DRAW_TIMEOUT) -> dict:
-    """Wait until every plotly figure and every explorer's figure has drawn its SVG."""
-    deadline = time.monotonic() + timeout
-    while True:
-        counts = page.evaluate(FIGURES_JS, TRACE)
-        done = (counts["drawn"] == counts["plots"]
-                and counts["explorers_drawn"] == counts["explorers"])
-        if done or time.monotonic() > deadline:
-            return counts
-        time.sleep(0.5)
+def wait_until_drawn(page, views: int) -> dict:
+    """Wait until the page shows `views` widget outputs, every figure has drawn, and nothing
+    has changed for SETTLE seconds; the counts then (check_page says what is missing)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    with contextlib.suppress(PlaywrightTimeout):
+        page.wait_for_function(DRAWN_JS, arg=[TRACE, views, SETTLE],
+                               timeout=DRAW_TIMEOUT * 1000, polling=500)
+    return page.evaluate(FIGURES_JS, TRACE)
 
 
-def check_page(page, where: str, outputs: str = ".jp-OutputArea") -> dict:
-    """Every figure drawn, at least one explorer, no widget error, no traceback in the
-    elements `outputs` selects."""
-    counts = wait_until_drawn(page)
+def check_page(page, where: str, views: int, outputs: str = ".jp-OutputArea") -> dict:
+    """All `views` widget outputs drawn, every figure drawn, at least one explorer, no widget
+    error, no traceback in the elements `outputs` selects."""
+    counts = wait_until_drawn(page, views)
+    assert counts["views"] == views, \
+        f"{where}: {counts['views']} of the {views} widget outputs drawn after " \
+        f"{DRAW_TIMEOUT} s ({counts}); console: {page.console_messages[-20:]}"
     assert counts["explorers"] >= 1, f"{where}: no explorer on the page ({counts})"
-    assert counts["drawn"] == counts["plots"], f"{where}: plotly figures without SVG {counts}"
+    assert counts["drawn"] == counts["plots"], \
+        f"{where}: plotly figures without SVG {counts}: {page.evaluate(UNDRAWN_JS, TRACE)}"
     assert counts["explorers_drawn"] == counts["explorers"], \
-        f"{where}: explorers without a drawn figure {counts}"
+        f"{where}: explorers without a drawn figure {counts}: {page.evaluate(UNDRAWN_JS, TRACE)}"
     # the outputs (textContent: also what is folded away, such as an explorer's traceback)
     text = page.evaluate("""outputs => [...document.querySelectorAll(outputs)]
         .map(e => e.textContent).join('\\n')""", outputs)
@@ -220,63 +298,130 @@ def check_page(page, where: str, outputs: str = ".jp-OutputArea") -> dict:
     return counts
 
 
-def move_main_explorer(page, where: str, screenshot: Path, outputs: str = ".jp-OutputArea"):
+MAIN_FIGURE = ".xai-explorer .js-plotly-plot svg.main-svg"  # the first: the main explorer's
+# The main explorer's figure, once it has not changed for SETTLE seconds (plotly may still
+# resize it after a draw): a later change is the one the test makes.
+STILL_JS = """([selector, settle]) => {
+  const svg = document.querySelector(selector);
+  const html = svg ? svg.outerHTML : '';
+  if (window.xaiFigure !== html) { window.xaiFigure = html; window.xaiFigureSince = Date.now(); }
+  return svg && Date.now() - window.xaiFigureSince >= settle * 1000 && html;
+}"""
+
+
+def move_main_explorer(page, where: str, screenshot: Path, views: int,
+                       outputs: str = ".jp-OutputArea") -> None:
     """Pick the next sample in the first explorer; its figure must change."""
     explorer = page.locator(".xai-explorer").first
     explorer.scroll_into_view_if_needed()
-    figure = explorer.locator(".js-plotly-plot svg.main-svg").first  # the explorer's figure
-    before = figure.inner_html()
+    before = page.wait_for_function(STILL_JS, arg=[MAIN_FIGURE, SETTLE], polling=500,
+                                    timeout=DRAW_TIMEOUT * 1000).json_value()
     readout = explorer.locator(".xai-sample .widget-readout")
     value = int(readout.inner_text())
     readout.click()
-    page.keyboard.press("Control+A")
-    page.keyboard.type(str(value + 1))
-    page.keyboard.press("Enter")
+    readout.press("Control+A")
+    readout.press_sequentially(str(value + 1))
+    readout.press("Enter")
     try:
-        page.wait_for_function("([svg, before]) => svg.innerHTML !== before",
-                               arg=[figure.element_handle(), before],
-                               timeout=DRAW_TIMEOUT * 1000)
+        # queried anew each time: plotly may replace the SVG element when it redraws
+        page.wait_for_function("""([selector, before]) => {
+            const svg = document.querySelector(selector);
+            return svg && svg.outerHTML !== before;
+        }""", arg=[MAIN_FIGURE, before], timeout=DRAW_TIMEOUT * 1000, polling=500)
     except Exception as error:
         errors = [m for m in page.console_messages if m.startswith("error")]
-        raise AssertionError(f"{where}: the main explorer's figure did not change after "
-                             f"moving its sample picker; console errors: {errors}") from error
+        raise AssertionError(f"{where}: the main explorer's figure did not change within "
+                             f"{DRAW_TIMEOUT} s after moving its sample picker to {value + 1}; "
+                             f"console errors: {errors}") from error
     finally:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         explorer.screenshot(path=screenshot)
     assert int(readout.inner_text()) == value + 1, f"{where}: the sample picker did not move"
-    check_page(page, f"{where}, after moving the sample picker", outputs)
+    check_page(page, f"{where}, after moving the sample picker", views, outputs)
 
 
 # --------------------------------------------------------------------------- JupyterLab
-def run_all_in_lab(page, url: str, name: str, timeout: float = RUN_TIMEOUT) -> None:
+# The notebook `name` as JupyterLab's own objects see it: its kernel's status, the cells'
+# prompts ("[ ]:", "[*]:", "[3]:"), how many widget outputs it holds, and any open dialog.
+NOTEBOOK_JS = f"""name => {{
+  const dialog = document.querySelector('.jp-Dialog');
+  const state = {{dialog: dialog && dialog.innerText, kernel: 'no notebook', prompts: [],
+                 views: 0}};
+  const app = window.jupyterapp;
+  const panel = app && [...app.shell.widgets('main')]
+    .find(w => w.context && w.context.path === name);
+  if (!panel) return state;
+  const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
+  state.kernel = !kernel ? 'no kernel'
+    : kernel.connectionStatus === 'connected' ? kernel.status : kernel.connectionStatus;
+  state.prompts = [...panel.content.node.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
+    .map(p => p.textContent.trim());
+  const cells = panel.model.cells;
+  for (let i = 0; i < cells.length; i++) {{
+    const outputs = cells.get(i).outputs;  // none in a markdown cell
+    for (let j = 0; outputs && j < outputs.length; j++)
+      if ('{WIDGET}' in outputs.get(j).data) state.views++;
+  }}
+  return state;
+}}"""
+RAN = r"/\[\d+\]/.test(p)"  # a prompt of a cell that has run
+
+
+def wait_in_lab(page, name: str, condition: str, timeout: float, what: str) -> dict:
+    """Wait until `condition` (JavaScript on the notebook's state `s`) holds; fail at once
+    when JupyterLab opens a dialog (it would wait for an answer), or after `timeout` s."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    wait = f"name => {{ const s = ({NOTEBOOK_JS})(name); return (s.dialog || {condition}) && s; }}"
+    try:
+        state = page.wait_for_function(wait, arg=name, timeout=timeout * 1000,
+                                       polling=500).json_value()
+    except PlaywrightTimeout:
+        state = page.evaluate(NOTEBOOK_JS, name)
+        pytest.fail(f"{name}: waited {timeout:.0f} s for {what}; the kernel is "
+                    f"{state['kernel']}, the prompts {state['prompts']}")
+    if state["dialog"]:
+        pytest.fail(f"{name}: JupyterLab asks, instead of {what}: {state['dialog']!r}")
+    return state
+
+
+def run_all_in_lab(page, url: str, name: str, timeout: float = RUN_TIMEOUT) -> dict:
+    """Open the notebook, Run All Cells, wait until every cell has run; the notebook's state."""
     page.goto(f"{url}/lab/tree/{name}?reset&token={TOKEN}")
-    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
-                           timeout=120_000)
+    # Not the toolbar's kernel indicator: it reads "idle" before the notebook has a kernel,
+    # and Run All Cells then opens a kernel dialog and runs nothing (seen on a busy machine).
+    wait_in_lab(page, name, "s.kernel === 'idle'", START_TIMEOUT, "its kernel to start")
     page.locator(".jp-Notebook .jp-Cell").first.click()
     page.get_by_role("menuitem", name="Run", exact=True).click()
     page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
-    # done when no cell is queued or running ([*]) and the kernel is idle
-    page.wait_for_function("""() => {
-        const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
-            .map(p => p.textContent);
-        return prompts.some(p => /\\[\\d+\\]/.test(p)) && !prompts.some(p => p.includes('*'))
-            && document.querySelector(".jp-Notebook-ExecutionIndicator[data-status='idle']");
-    }""", timeout=timeout * 1000, polling=1000)
-    not_run = page.evaluate("""() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
-        .map((p, i) => [i, p.textContent]).filter(([i, t]) => !/\\[\\d+\\]/.test(t))""")
+    wait_in_lab(page, name, f"s.prompts.some(p => p.includes('*') || {RAN})", ACTION_TIMEOUT,
+                "Run All Cells to start the cells")
+    # done when some cell has run, none is queued or running ([*]), and the kernel is idle
+    state = wait_in_lab(
+        page, name, f"s.kernel === 'idle' && s.prompts.some(p => {RAN}) "
+                    "&& !s.prompts.some(p => p.includes('*'))", timeout, "every cell to run")
+    not_run = [(i, p) for i, p in enumerate(state["prompts"]) if not re.search(r"\[\d+\]", p)]
     assert not not_run, f"{name}: cells that did not run (after an error?): {not_run}"
+    return state
+
+
+def api(url: str, path: str, method: str = "GET"):
+    """A call to the Jupyter server's REST API; its JSON answer (None when empty)."""
+    request = urllib.request.Request(f"{url}/api/{path}", method=method,
+                                     headers={"Authorization": f"token {TOKEN}"})
+    with urllib.request.urlopen(request, timeout=START_TIMEOUT) as response:
+        body = response.read()
+    return json.loads(body) if body else None
 
 
 def shut_down_kernels(url: str) -> None:
-    """Free the memory of the notebooks' kernels (one notebook at a time)."""
-    headers = {"Authorization": f"token {TOKEN}"}
-    request = urllib.request.Request(f"{url}/api/kernels", headers=headers)
-    with urllib.request.urlopen(request, timeout=30) as response:
-        kernels = json.load(response)
-    for kernel in kernels:
-        urllib.request.urlopen(urllib.request.Request(
-            f"{url}/api/kernels/{kernel['id']}", method="DELETE", headers=headers), timeout=60)
+    """End every notebook's session and kernel (the server answers once the kernel has
+    exited), so that one notebook's kernel at a time holds memory."""
+    for session in api(url, "sessions"):
+        api(url, f"sessions/{session['id']}", method="DELETE")
+    for kernel in api(url, "kernels"):  # one without a session, if any
+        api(url, f"kernels/{kernel['id']}", method="DELETE")
+    assert api(url, "kernels") == [], "kernels still running after their shutdown"
 
 
 def test_there_are_chapter_notebooks():
@@ -284,18 +429,16 @@ def test_there_are_chapter_notebooks():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_chapter_in_jupyterlab(path, page, lab):  # page first: no browser, no server
+def test_chapter_in_jupyterlab(path, lab_page, lab):
     where = f"{path.name} in JupyterLab"
-    try:
-        run_all_in_lab(page, lab.url, path.name)
-        counts = check_page(page, where)
-        move_main_explorer(page, where, ARTIFACTS / f"lab-{path.stem}.png")
-        print(f"{where}: {counts['plots']} plotly figures drawn, {counts['explorers']} explorers")
-    finally:
-        shut_down_kernels(lab.url)
+    state = run_all_in_lab(lab_page, lab.url, path.name)
+    counts = check_page(lab_page, where, state["views"])
+    move_main_explorer(lab_page, where, ARTIFACTS / f"lab-{path.stem}.png", state["views"])
+    print(f"{where}: {counts['views']} widget outputs, {counts['plots']} plotly figures drawn, "
+          f"{counts['explorers']} explorers")
 
 
-def test_the_checks_catch_an_error_in_the_outputs(page, lab):
+def test_the_checks_catch_an_error_in_the_outputs(lab_page, lab):
     """A notebook whose last cell raises: the page check must fail on its traceback."""
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell("from xai_course.widgets.base import Explorer\n"
@@ -306,16 +449,23 @@ def test_the_checks_catch_an_error_in_the_outputs(page, lab):
                                 "language": "python"}})
     nbformat.write(nb, lab.notebooks / "broken.ipynb")
     try:
-        run_all_in_lab(page, lab.url, "broken.ipynb", timeout=180)
+        state = run_all_in_lab(lab_page, lab.url, "broken.ipynb", timeout=180)
         with pytest.raises(AssertionError, match="Traceback"):
-            check_page(page, "broken.ipynb")
+            check_page(lab_page, "broken.ipynb", state["views"])
     finally:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=ARTIFACTS / "lab-broken.png")
-        shut_down_kernels(lab.url)
+        lab_page.screenshot(path=ARTIFACTS / "lab-broken.png")
 
 
 # --------------------------------------------------------------------------- Voila
+def widget_outputs(html: str) -> int:
+    """How many widget outputs a Voila page holds: Voila sends each output of the executed
+    notebook as JSON in a <script> and draws it in the page."""
+    scripts = re.findall(r'<script type="application/vnd\.voila\.cell-output\+json">(.*?)'
+                         r"</script>", html, re.S)
+    return sum(WIDGET in json.loads(script).get("data", {}) for script in scripts)
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_chapter_in_presentation_mode(path, page, tmp_path):
     where = f"{path.name} in presentation mode (Voila)"
@@ -330,14 +480,18 @@ def test_chapter_in_presentation_mode(path, page, tmp_path):
         # any answer will do: the page itself would start the notebook's kernel
         wait_for_http(f"{url}voila/static/none", process, log, statuses=range(200, 500))
         assert f"presenting {path.name} at {url}" in log.read_text()
-        page.goto(url, timeout=RUN_TIMEOUT * 1000)
-        page.wait_for_selector(".xai-explorer", timeout=RUN_TIMEOUT * 1000)
-        # Voila renders the outputs as the kernel produces them; done when the page stops
-        # growing: the last cell's output is there
-        page.wait_for_function(
-            "() => !document.querySelector('#loading') && document.readyState === 'complete'",
-            timeout=RUN_TIMEOUT * 1000)
-        counts = check_page(page, where, outputs="body")  # Voila shows no code
+        # Voila runs the notebook while it sends the page: loaded means every cell has run
+        try:
+            response = page.goto(url, timeout=RUN_TIMEOUT * 1000)
+        except Exception as error:
+            raise AssertionError(f"{where}: the page did not load within {RUN_TIMEOUT} s; "
+                                 f"Voila's log:\n{log.read_text()[-3000:]}") from error
+        views = widget_outputs(response.text())
+        assert views >= 1, f"{where}: the page holds no widget output"
+        # Voila's spinner goes when its script shows the outputs; the widgets follow
+        page.wait_for_function("() => !document.querySelector('#loading')",
+                               timeout=DRAW_TIMEOUT * 1000)
+        counts = check_page(page, where, views, outputs="body")  # Voila shows no code
         code = [c.source.splitlines()[0] for c in nbformat.read(path, as_version=4).cells
                 if c.cell_type == "code" and c.source.strip()]
         text = page.inner_text("body")
@@ -348,7 +502,8 @@ def test_chapter_in_presentation_mode(path, page, tmp_path):
             '.xai-explorer .js-plotly-plot svg.main-svg')].map(
             s => s.getBoundingClientRect().height))""")
         assert large >= 600, f"{where}: explorer figures are {large}px high, not projector size"
-        move_main_explorer(page, where, ARTIFACTS / f"present-{path.stem}.png", "body")
-        print(f"{where}: {counts['plots']} plotly figures drawn, {counts['explorers']} explorers")
+        move_main_explorer(page, where, ARTIFACTS / f"present-{path.stem}.png", views, "body")
+        print(f"{where}: {counts['views']} widget outputs, {counts['plots']} plotly figures "
+              f"drawn, {counts['explorers']} explorers")
     finally:
         stop(process)

@@ -2,11 +2,14 @@
 
 import pytest
 import torch
+import torchvision
 from torch import nn
 
 from xai_course.convention import (
     Option,
     check_target,
+    folded_copy,
+    inference_batch_size,
     model_state,
     options,
     same_state,
@@ -72,3 +75,74 @@ def test_options_are_declared_and_validated():
         Option("x", "str", "a")
     with pytest.raises(ValueError, match="not one of"):
         Option("x", "choice", "z", choices=("a",))
+
+
+def _conv_bn_net(seed=0):
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                        nn.Conv2d(8, 4, 3, bias=False), nn.BatchNorm2d(4), nn.Flatten(),
+                        nn.LazyLinear(5))
+    net(torch.rand(1, 3, 6, 6))  # materialise the lazy layer
+    for bn in (net[1], net[4]):  # statistics as after training, not the identity
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.data.uniform_(0.5, 1.5)
+        bn.bias.data.uniform_(-0.5, 0.5)
+    return net.eval()
+
+
+def test_folded_copy_computes_the_same_function_without_batchnorm():
+    net = _conv_bn_net()
+    before = model_state(net)
+    x = torch.rand(4, 3, 6, 6)
+    folded = folded_copy(net)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert torch.allclose(folded(x), net(x), rtol=1e-5, atol=1e-6)
+    # by hand: the first folded convolution is W gamma / sigma and (b - mu) gamma / sigma + beta
+    conv, bn = net[0], net[1]
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    first = [m for m in folded.modules() if isinstance(m, nn.Conv2d)][0]
+    assert torch.allclose(first.weight, conv.weight * scale.view(-1, 1, 1, 1))
+    assert torch.allclose(first.bias, (conv.bias - bn.running_mean) * scale + bn.bias)
+    assert not first.weight.requires_grad
+    assert same_state(before, model_state(net))  # the original is untouched
+    assert net[0].weight.requires_grad and isinstance(net[1], nn.BatchNorm2d)
+
+
+def test_folded_copy_of_a_torchvision_resnet_and_its_channels_last_weights():
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(num_classes=10).eval()
+    with torch.no_grad():
+        for m in net.modules():  # random statistics, so that folding changes the numbers
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 2)
+    before = model_state(net)
+    folded = folded_copy(net, channels_last=True)
+    convs = [m for m in folded.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 20 and all(
+        m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        ours, theirs = folded(x), net(x)
+    assert ((ours - theirs).abs().max() / theirs.abs().max()).item() < 1e-5
+    assert same_state(before, model_state(net))
+    assert all(p.is_contiguous() for p in net.parameters())  # the original's layout is kept
+
+
+def test_folded_copy_leaves_what_it_must_not_fold():
+    net = _conv_bn_net()
+    plain = nn.Sequential(nn.Conv2d(3, 2, 3), nn.ReLU()).eval()
+    assert folded_copy(plain) is plain  # nothing to fold
+    assert folded_copy(net.train()) is net  # BatchNorm uses the batch's statistics
+    net.eval()
+    handle = net[2].register_forward_hook(lambda *a: None)
+    assert folded_copy(net) is net  # a copy would skip the hook
+    handle.remove()
+    assert folded_copy(net) is not net
+
+
+def test_inference_batch_size_follows_the_input_size():
+    assert inference_batch_size(torch.zeros(1, 3, 224, 224)) == 8
+    assert inference_batch_size(torch.zeros(5, 1, 32, 32)) == 64
+    assert inference_batch_size(torch.zeros(1, 3, 2048, 2048)) == 1

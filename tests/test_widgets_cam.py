@@ -1,9 +1,12 @@
 """Chapter 03 explorers driven in plain pytest: set values, assert on the numbers drawn."""
 
+import math
+
 import pytest
 import torch
 
 from xai_course import cam, zoo
+from xai_course.convention import inference_batch_size
 from xai_course.widgets.cam import CamExplorer, CamLayers
 
 
@@ -60,10 +63,11 @@ def test_score_cam_progress_and_cam_errors(models):
     e = CamExplorer(models=models, sync=True, n_samples=4)
     assert e.progress.layout.display == "none"
     e.method_picker.value = "Score-CAM"
-    e._option_widgets["Score-CAM"]["batch_size"].value = 16
+    assert "batch_size" not in e._option_widgets["Score-CAM"]  # a speed setting, no control
     assert e.last_error is None
     assert e.progress.layout.display is None
-    assert e.progress.value == e.progress.max == 4  # 64 channels in batches of 16
+    per_pass = inference_batch_size(e.request().x)  # 64 channels, this many masked inputs a pass
+    assert e.progress.value == e.progress.max == math.ceil(64 / per_pass)
     e.method_picker.value = "CAM"
     e.model_picker.value = "digits"  # no global-average-pooling head
     assert isinstance(e.last_error, ValueError)

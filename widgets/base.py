@@ -14,7 +14,8 @@ What it shows, top to bottom:
     note/error notes (e.g. weights not cached) and the last exception, traceback folded
 
 How it works: every control calls `update()`. It builds a `Request` (what to compute), looks
-it up in the cache, and otherwise runs `compute(request)` on one worker thread. Each request
+it up in the cache, and otherwise runs `compute(request)` on one worker thread; in a kernel the
+result is drawn on the kernel's event loop (widgets are not thread-safe). Each request
 gets a generation number; a result whose generation is no longer the newest is dropped, so a
 slow computation for an old slider value never overwrites a newer one. With `sync=True`
 (headless tests, notebook execution) everything runs in the caller's thread.
@@ -29,6 +30,7 @@ A chapter overrides only what differs, as each CAM in pytorch-grad-cam's `base_c
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import concurrent.futures
 import contextlib
@@ -189,6 +191,11 @@ def _default_presentation() -> bool:
     return os.environ.get("XAI_COURSE_PRESENTATION", "") not in ("", "0")
 
 
+def _in_voila() -> bool:
+    """Whether this kernel runs a notebook for Voila (Voila sets VOILA_KERNEL_ID in it)."""
+    return "VOILA_KERNEL_ID" in os.environ
+
+
 # --------------------------------------------------------------------------- the explorer
 class Explorer:
     """An explorer: pickers, a method's controls, a figure, a status line, an error area.
@@ -238,6 +245,13 @@ class Explorer:
         self._hold = 0
         self._executor = None
         self._future = None
+        # The thread that builds the explorer, and its event loop in a Jupyter kernel: results
+        # computed on the worker thread are drawn there (see `_hand_over`).
+        self._home = threading.get_ident()
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop runs here (a script, the tests)
+            self._loop = None
         self._upload: tuple[int, str, bytes] | None = None  # (id, file name, bytes)
         self._option_widgets: dict[str, dict[str, widgets.Widget]] = {}
 
@@ -483,7 +497,14 @@ class Explorer:
             self._on_method()
             if model is not None:
                 self.model_picker.value = model
-        self._on_model()
+        # Under Voila the first figure is computed in the notebook's cell, not on the worker
+        # thread: Voila's page fetches the widgets' state once the notebook has run, and an
+        # update that arrives while it does so is lost (the figure would stay empty).
+        sync, self.sync = self.sync, self.sync or _in_voila()
+        try:
+            self._on_model()
+        finally:
+            self.sync = sync
 
     def _on_model(self, change=None) -> None:
         """Load the chosen model; if its weights are not on this machine, note it, fall back."""
@@ -629,14 +650,28 @@ class Explorer:
         try:
             result = self.compute(request)
         except Exception as e:  # delivered to the error area
-            self._deliver(generation, error=e)
+            self._hand_over(generation, error=e)
             return
         self.timings["compute_ms"] = (time.perf_counter() - start) * 1000
         with self._lock:
             self._cache[request.key] = result
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
-        self._deliver(generation, result)
+        self._hand_over(generation, result)
+
+    def _hand_over(self, generation: int, result=None, error: BaseException | None = None):
+        """Deliver from the worker thread on the kernel's event loop, not here: widgets are not
+        thread-safe. While the kernel applies a message from a figure's view (plotly's view
+        reports back after each draw), traitlets holds the widget's change notifications, and
+        plotly's one-shot messages to the view (set, then reset to None) changed meanwhile from
+        another thread reach the view as None: the figure would stay as it was."""
+        if self._loop is None or threading.get_ident() == self._home:
+            self._deliver(generation, result, error)
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._deliver, generation, result, error)
+        except RuntimeError:  # the loop has closed (the kernel is shutting down)
+            pass
 
     def _deliver(self, generation: int, result=None, error: BaseException | None = None):
         """Draw a result, or show its error, if it is still the newest request."""
@@ -668,7 +703,8 @@ class Explorer:
                 self._draw(self.result)
 
     def wait(self, timeout: float | None = 30.0) -> None:
-        """Block until the pending computations are done (a no-op in sync mode)."""
+        """Block until the pending computations are done (a no-op in sync mode). In a kernel
+        their results are drawn on its event loop, once the running cell has finished."""
         if self._future is not None:
             self._future.result(timeout)
 

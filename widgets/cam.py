@@ -120,7 +120,7 @@ class CamExplorer(_LayersMixin, Explorer):
         opts = request.opts
         display = {k: opts[k] for k in DISPLAY_OPTIONS if k in opts}
         weight_options = {k: v for k, v in opts.items() if k not in DISPLAY_OPTIONS}
-        scored = "batch_size" in method.options  # Score-CAM: C forward passes, show progress
+        scored = method.masked_passes  # Score-CAM: C forward passes, show progress
         if scored:
             weight_options["progress"] = self._progress
             self.progress.value, self.progress.layout.display = 0, None

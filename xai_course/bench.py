@@ -202,7 +202,7 @@ def cam_cases(device: torch.device, quick: bool = False) -> list[Case]:
     Embedded models (all of `quick`), then ResNet-18 and ResNet-50 with random weights at
     224x224: Grad-CAM against Captum and `GradCAM`, Grad-CAM++ against `GradCAMPlusPlus`,
     Score-CAM against `ScoreCAM` (target: ratio <= 0.7; pytorch-grad-cam at its default
-    batch size 16, and on ResNet-18 also at our 32), and the approximate `score_cam_topk`
+    batch size 16, and on ResNet-18 also at our 8), and the approximate `score_cam_topk`
     against the exact `score_cam` (its max |diff| is their agreement). The pytorch-grad-cam
     rows compare min-max normalised maps, which is what it returns. Score-CAM on ResNet-50 is
     2048 forward passes a side: minutes on a CPU (`--repeat 1` helps).
@@ -293,8 +293,8 @@ def cam_cases(device: torch.device, quick: bool = False) -> list[Case]:
         if arch == "resnet18":
             cases.append(Case(f"score_cam    {label}",
                               lambda m=model, x=x: score_cam(m, x, 0, "layer4", **minmax),
-                              library("ScoreCAM", model, x, 0, "layer4", batch_size=32),
-                              "pytorch-grad-cam ScoreCAM (batch_size 32, as ours)"))
+                              library("ScoreCAM", model, x, 0, "layer4", batch_size=8),
+                              "pytorch-grad-cam ScoreCAM (batch_size 8, as ours)"))
             for k in (64, 128):
                 cases.append(Case(
                     f"score_cam_topk k={k} {label}",

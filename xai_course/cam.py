@@ -42,6 +42,8 @@ from .convention import (
     Option,
     check_model_and_inputs,
     check_target,
+    folded_copy,
+    inference_batch_size,
     model_device,
     options,
     reference,
@@ -354,26 +356,6 @@ def grad_cam_pp_weights(model: nn.Module, inputs: torch.Tensor, maps: LayerMaps,
     return (a * g.clamp(min=0)).sum(dim=(2, 3))
 
 
-def _fast_copy(model: nn.Module) -> nn.Module:
-    """The model for many inference passes: a copy with each BatchNorm folded into the conv
-    before it, its weights stored channels-last.
-
-    Folding is exact algebra on eval-mode BatchNorm (gamma (conv(x) - mu) / sigma + beta is
-    another conv) and saves one pass over memory per layer; channels-last weights spare the
-    CPU convolutions a reordering per call. The copy is made by torch.fx; a model in train
-    mode, without BatchNorm, or that torch.fx cannot trace is used as it is.
-    """
-    if any(m.training for m in model.modules()) or not any(
-            isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
-        return model
-    try:
-        from torch.fx.experimental.optimization import fuse
-
-        return fuse(model).to(memory_format=torch.channels_last)
-    except Exception:  # not traceable by torch.fx: fall back to the model itself
-        return model
-
-
 def _mask(A: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """H_k = s(Up(A_k)) for maps A (b, h, w): bilinear with align_corners=True (as
     pytorch-grad-cam's UpsamplingBilinear2d), then min-max with pytorch-grad-cam's 1e-8, so a
@@ -386,7 +368,8 @@ def _mask(A: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
 
 
 def _masked_scores(model: nn.Module, inputs: torch.Tensor, maps: LayerMaps,
-                   channels: torch.Tensor, batch_size: int, progress) -> torch.Tensor:
+                   channels: torch.Tensor, batch_size: int | None,
+                   progress) -> torch.Tensor:
     """S_c(x_n * H_nk) for the channels k = channels[n] of every example n: (N, len(channels)).
 
     The cost of Score-CAM: one forward pass per channel, `batch_size` masked inputs at a time,
@@ -394,8 +377,10 @@ def _masked_scores(model: nn.Module, inputs: torch.Tensor, maps: LayerMaps,
     constant map gives the all-zero mask; its score is the same for every such channel and
     is computed once per example.
     """
+    if batch_size is None:
+        batch_size = inference_batch_size(inputs)
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
     if inputs.ndim != 4:
         raise ValueError(f"Score-CAM masks image inputs (N, C, H, W); got shape "
                          f"{tuple(inputs.shape)}")
@@ -403,7 +388,7 @@ def _masked_scores(model: nn.Module, inputs: torch.Tensor, maps: LayerMaps,
     scores = torch.empty(n, k, dtype=maps.activations.dtype, device=inputs.device)
     chunks = range(0, k, batch_size)
     total, done = n * len(chunks), 0
-    fast = _fast_copy(model) if n * k >= 256 else model  # a copy pays off for many passes
+    fast = folded_copy(model, channels_last=True) if n * k >= 64 else model
     layout = torch.channels_last
     with tqdm(total=total, desc="score-cam", disable=progress is not True) as bar, \
             torch.inference_mode():
@@ -430,7 +415,7 @@ def _masked_scores(model: nn.Module, inputs: torch.Tensor, maps: LayerMaps,
 
 
 def score_cam_weights(model: nn.Module, inputs: torch.Tensor, maps: LayerMaps,
-                      batch_size: int = 32, progress=False) -> torch.Tensor:
+                      batch_size: int | None = None, progress=False) -> torch.Tensor:
     """Score-CAM: alpha_ck = softmax_k S_c(x * H_k), H_k = minmax(upsample(A_k)).
 
     progress: True for a tqdm bar, or a function called as progress(done, total) after each
@@ -444,7 +429,8 @@ def score_cam_weights(model: nn.Module, inputs: torch.Tensor, maps: LayerMaps,
 
 
 def score_cam_topk_weights(model: nn.Module, inputs: torch.Tensor, maps: LayerMaps,
-                           k: int = 32, rank: str = "activation", batch_size: int = 32,
+                           k: int = 32, rank: str = "activation",
+                           batch_size: int | None = None,
                            progress=False) -> torch.Tensor:
     """Score-CAM's weights for k chosen channels (softmax over those k), 0 for the others.
 
@@ -487,16 +473,19 @@ _MAP_OPTIONS = (
     Option("normalize", "choice", None, "None: raw numbers; minmax: each map to [0, 1]",
            choices=NORMALIZE),
 )
-_BATCH = Option("batch_size", "int", 32, "masked inputs per forward pass", low=1, high=256,
-                log=True)
 
 
-def _uses(weights: Callable, gradients: bool) -> Callable:
-    """Record a method's channel-weight function, for the explorer's "how the map is made"."""
+def _uses(weights: Callable, gradients: bool, masked_passes: bool = False) -> Callable:
+    """Record a method's channel-weight function, for the explorer's "how the map is made".
+
+    masked_passes: the weights cost one forward pass per channel, and the weight function
+    takes `progress` (the explorer shows a progress bar).
+    """
 
     def attach(fn):
         fn.channel_weights = weights
         fn.uses_gradients = gradients
+        fn.masked_passes = masked_passes
         return fn
 
     return attach
@@ -570,11 +559,11 @@ def grad_cam_pp(model: nn.Module, inputs: torch.Tensor, target, layer=None, relu
     return weighted_sum(weights, maps, relu, upsample, normalize)
 
 
-@options(*_MAP_OPTIONS, _BATCH)
-@_uses(score_cam_weights, gradients=False)
+@options(*_MAP_OPTIONS)
+@_uses(score_cam_weights, gradients=False, masked_passes=True)
 def score_cam(model: nn.Module, inputs: torch.Tensor, target, layer=None, relu: bool = True,
               upsample: str | None = "bilinear", normalize: str | None = None,
-              batch_size: int = 32, progress=False) -> torch.Tensor:
+              batch_size: int | None = None, progress=False) -> torch.Tensor:
     """Score-CAM: weight each map by the score of the input it masks. No gradients.
 
         H_k = minmax(upsample(A_k)),   alpha_ck = softmax_k S_c(x * H_k),
@@ -589,8 +578,9 @@ def score_cam(model: nn.Module, inputs: torch.Tensor, target, layer=None, relu: 
     Conventions of pytorch-grad-cam's `ScoreCAM`, which it is checked against: S_c is the
     logit and the weights are its softmax over the channels (the authors' code weights each
     map by the class's softmax probability instead); masks are upsampled bilinearly with
-    align_corners=True. batch_size: masked inputs per forward pass. progress: True (a tqdm
-    bar) or a function progress(done, total).
+    align_corners=True. batch_size: masked inputs per forward pass (None:
+    `inference_batch_size`, 8 at 224 x 224). progress: True (a tqdm bar) or a function
+    progress(done, total).
     """
     maps = layer_maps(model, inputs, target, layer, gradients=False)
     weights = score_cam_weights(model, inputs, maps, batch_size=batch_size, progress=progress)
@@ -600,12 +590,11 @@ def score_cam(model: nn.Module, inputs: torch.Tensor, target, layer=None, relu: 
 @options(*_MAP_OPTIONS,
          Option("k", "int", 32, "channels scored (the rest weigh 0)", low=1, high=2048, log=True),
          Option("rank", "choice", "activation", "how the k channels are chosen",
-                choices=("activation", "grad_cam")),
-         _BATCH)
-@_uses(score_cam_topk_weights, gradients=True)
+                choices=("activation", "grad_cam")))
+@_uses(score_cam_topk_weights, gradients=True, masked_passes=True)
 def score_cam_topk(model: nn.Module, inputs: torch.Tensor, target, layer=None, relu: bool = True,
                    upsample: str | None = "bilinear", normalize: str | None = None, k: int = 32,
-                   rank: str = "activation", batch_size: int = 32,
+                   rank: str = "activation", batch_size: int | None = None,
                    progress=False) -> torch.Tensor:
     """An APPROXIMATION of Score-CAM: only k channels are scored, the others weigh 0.
 

@@ -47,7 +47,13 @@ def _bench(args) -> int:
 
     device = torch.device(args.device) if args.device else zoo.default_device()
     print(f"xai-course bench {args.chapter} on {device} ({torch.get_num_threads()} threads)")
-    bench.run(bench.CHAPTERS[args.chapter](device, quick=args.quick), repeat=args.repeat)
+    cases = bench.CHAPTERS[args.chapter](device, quick=args.quick)
+    if args.only:
+        cases = [case for case in cases if args.only in case.name]
+        if not cases:
+            print(f"no case of {args.chapter} has {args.only!r} in its name")
+            return 2
+    bench.run(cases, repeat=args.repeat)
     return 0
 
 
@@ -83,6 +89,8 @@ def main(argv=None) -> int:
     bench_cmd.add_argument("--device", default=None, help="cpu or cuda (default: cuda if any)")
     bench_cmd.add_argument("--repeat", type=int, default=3)
     bench_cmd.add_argument("--quick", action="store_true", help="embedded models only")
+    bench_cmd.add_argument("--only", default=None, metavar="TEXT",
+                           help="only the cases whose name contains TEXT, e.g. 'resnet18'")
     bench_cmd.set_defaults(run=_bench)
 
     present = commands.add_parser("present", help="a chapter in Voila, for a projector")

@@ -37,6 +37,7 @@ from .convention import (
     check_model_and_inputs,
     check_target,
     forward,
+    inference_batch_size,
     options,
     reference,
     unchanged,
@@ -46,7 +47,6 @@ __all__ = [
     "occlude",
     "occlusion",
     "window_positions",
-    "auto_batch_size",
     "meaningful_perturbation",
     "extremal_perturbation",
     "History",
@@ -150,7 +150,7 @@ def occlusion(model: nn.Module, inputs: torch.Tensor, target, window=8, stride=N
     baseline: the fill value (a number or a tensor broadcastable to the inputs).
     output: "logit" (Captum's numbers) or "probability" (the softmax of the class).
     batch_size: occluded copies per forward pass (Captum's perturbations_per_eval times N);
-    None: `auto_batch_size` (about 1.25 million input values a pass: 8 copies of a 224 x 224
+    None: `inference_batch_size` (about 1.25 million input values a pass: 8 copies of a 224 x 224
     image, 64 of a small one). Cost: one forward pass per window position and image, batched.
     """
     inputs = check_model_and_inputs(model, inputs)
@@ -165,7 +165,7 @@ def occlusion(model: nn.Module, inputs: torch.Tensor, target, window=8, stride=N
     stride = _as_tuple(stride, len(feature_shape), "stride")
     positions = window_positions(feature_shape, window, stride)
     if batch_size is None:
-        batch_size = auto_batch_size(inputs)
+        batch_size = inference_batch_size(inputs)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     per_pass = max(1, batch_size // n)  # window positions evaluated per forward pass
@@ -200,12 +200,6 @@ def occlusion(model: nn.Module, inputs: torch.Tensor, target, window=8, stride=N
                 count[region] += 1
     return total / count  # computed outside inference mode: an ordinary tensor
 
-
-def auto_batch_size(inputs: torch.Tensor, values: int = 1_250_000, most: int = 64) -> int:
-    """Copies of one example a forward pass can take: about `values` input values, at most
-    `most`. Moderate batches are the fastest on a CPU (they stay in the caches)."""
-    per_example = max(1, inputs[0].numel())
-    return max(1, min(most, values // per_example))
 
 
 # --------------------------------------------------------------------------- optimised masks
