@@ -405,6 +405,69 @@ def test_torchvision_guided_backprop_and_noise_match_captum(torchvision_model, a
         assert rel_diff(ours, ref) <= 1e-5, (name, fn.__name__)
 
 
+def test_input_gradient_copy_has_the_same_forward_and_gradient(torchvision_model,
+                                                               assert_unchanged):
+    """The copy IG and the noise run on: the score bit for bit, dS/dx to backward rounding."""
+    name, model = torchvision_model
+    x = torch.rand(2, 3, 64, 64, generator=seeded(3))
+    with assert_unchanged(model):
+        fast = gradients.for_input_gradients(model)
+        assert isinstance(fast, torch.fx.GraphModule)
+        with torch.no_grad():
+            assert torch.equal(fast(x), model(x)), name  # every ReLU takes the same branch
+        for method in (gradients.gradient, gradients.guided_backprop):
+            assert rel_diff(method(fast, x, [1, 8]), method(model, x, [1, 8])) <= 1e-5, name
+
+
+def test_input_gradient_copy_of_every_kind_of_convolution():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(2, 4, 3, stride=2, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+        nn.Conv2d(4, 4, 3, padding=2, dilation=2, groups=2, bias=False),
+        nn.BatchNorm2d(4, affine=False), nn.ReLU(),
+        nn.Conv2d(4, 4, 1), nn.Flatten(), nn.Linear(4 * 5 * 5, 3))
+    with torch.no_grad():  # statistics and scales away from 0 and 1, so folding them matters
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+                if m.affine:
+                    m.weight.uniform_(-2, 2)
+    model.eval()
+    x = torch.randn(3, 2, 9, 9, generator=seeded(1))
+    fast = gradients.for_input_gradients(model)
+    assert fast is not model
+    called = [fast.get_submodule(n.target) for n in fast.graph.nodes if n.op == "call_module"]
+    assert not any(isinstance(m, (nn.Conv2d, nn.BatchNorm2d)) for m in called)  # all wrapped
+    with torch.no_grad():
+        assert torch.equal(fast(x), model(x))
+    assert rel_diff(gradients.gradient(fast, x, [0, 1, 2]),
+                    gradients.gradient(model, x, [0, 1, 2])) <= 1e-6
+
+
+def test_input_gradient_copy_is_the_model_when_it_cannot_be_made():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten())
+    assert gradients.for_input_gradients(model.train()) is model  # batch statistics
+    model.eval()
+    handle = model[0].register_forward_hook(lambda *args: None)
+    assert gradients.for_input_gradients(model) is model  # a hook would be bypassed
+    handle.remove()
+    assert gradients.for_input_gradients(model) is not model
+    linear = nn.Sequential(nn.Flatten(), nn.Linear(4, 2)).eval()
+    assert gradients.for_input_gradients(linear) is linear  # no convolution
+
+    class DataDependent(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 1, 3)
+
+        def forward(self, x):
+            return self.conv(x) if x.sum() > 0 else -self.conv(x)
+
+    odd = DataDependent().eval()
+    assert gradients.for_input_gradients(odd) is odd  # torch.fx cannot trace it
+
+
 def test_noise_around_integrated_gradients_matches_captum():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 2 * 2, 4))

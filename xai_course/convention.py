@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -106,7 +107,7 @@ def options(*specs: Option) -> Callable:
 # --------------------------------------------------------------------------- checks
 def model_device(model: nn.Module) -> torch.device:
     """The device of the model's first parameter or buffer (CPU for a parameter-free model)."""
-    for tensor in list(model.parameters()) + list(model.buffers()):
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
         return tensor.device
     return torch.device("cpu")
 
@@ -203,8 +204,23 @@ def forward(model: nn.Module, inputs: torch.Tensor, channels_last: bool = False)
                          f"expects") from error
 
 
-def _has_hooks(model: nn.Module) -> bool:
+def has_hooks(model: nn.Module) -> bool:
+    """True when any module of `model` has a forward, forward-pre, backward or backward-pre hook."""
     return any(count != (0, 0, 0, 0) for count in _hook_counts(model))
+
+
+def graph_copy(model: nn.Module, kind: type[nn.Module]) -> torch.fx.GraphModule | None:
+    """A torch.fx graph of `model` sharing its modules, to rewrite some of them in a copy
+    (`folded_copy`, `gradients.for_input_gradients`); None when no copy should be made: a
+    module in train mode, a hook (the copy would skip it), no module of type `kind` to
+    rewrite, or a model torch.fx cannot trace (data-dependent control flow, ...)."""
+    if any(m.training for m in model.modules()) or has_hooks(model) or not any(
+            isinstance(m, kind) for m in model.modules()):
+        return None
+    try:
+        return torch.fx.symbolic_trace(model)
+    except Exception:  # not traceable: the caller uses the model itself
+        return None
 
 
 def folded_copy(model: nn.Module, channels_last: bool = False) -> nn.Module:
@@ -222,12 +238,8 @@ def folded_copy(model: nn.Module, channels_last: bool = False) -> nn.Module:
     order. The model itself is returned, unchanged, when there is nothing to fold, when it is
     in train mode or carries hooks (a copy would skip them), or when torch.fx cannot trace it.
     """
-    if any(m.training for m in model.modules()) or _has_hooks(model) or not any(
-            isinstance(m, nn.BatchNorm2d) for m in model.modules()):
-        return model
-    try:
-        graph_module = torch.fx.symbolic_trace(model)
-    except Exception:  # not traceable (data-dependent control flow, ...): use the model
+    graph_module = graph_copy(model, nn.BatchNorm2d)
+    if graph_module is None:
         return model
     modules = dict(graph_module.named_modules())
     folded = 0
@@ -292,12 +304,14 @@ def class_scores(model: nn.Module, inputs: torch.Tensor, target,
 
 
 # --------------------------------------------------------------------------- unchanged
+def _hook_dicts(module: nn.Module) -> tuple[dict, ...]:
+    """A module's own hook registries (forward, forward-pre, backward, backward-pre)."""
+    return (module._forward_hooks, module._forward_pre_hooks, module._backward_hooks,
+            getattr(module, "_backward_pre_hooks", {}))
+
+
 def _hook_counts(model: nn.Module) -> list[tuple]:
-    return [
-        (len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks),
-         len(getattr(m, "_backward_pre_hooks", {})))
-        for m in model.modules()
-    ]
+    return [tuple(len(d) for d in _hook_dicts(m)) for m in model.modules()]
 
 
 @contextlib.contextmanager
@@ -309,37 +323,33 @@ def unchanged(model: nn.Module):
     removes hooks the block added, clears gradients the block left on parameters that had
     none, and fails loudly if the block replaced modules without restoring them.
     """
-    modes = [(m, m.training) for m in model.modules()]
-    buffers = [(b, b.detach().clone()) for b in model.buffers()]  # e.g. BatchNorm statistics
-    flags = [(p, p.requires_grad, p.grad) for p in model.parameters()]
-    hooks = {
-        id(m): (dict(m._forward_hooks), dict(m._forward_pre_hooks), dict(m._backward_hooks),
-                dict(getattr(m, "_backward_pre_hooks", {})))
-        for m in model.modules()
-    }
-    modules = list(model.modules())
+    modules = list(model.modules())  # one walk over the model: it is called once a pass
+    modes = [m.training for m in modules]
+    buffers = [(b, b.detach().clone()) for m in modules for b in m._buffers.values()
+               if b is not None]  # e.g. BatchNorm statistics
+    flags = [(p, p.requires_grad, p.grad) for m in modules for p in m._parameters.values()
+             if p is not None]
+    hooks = {id(m): tuple(list(d) for d in _hook_dicts(m)) for m in modules
+             if any(_hook_dicts(m))}  # the keys of the hooks there were, where any
     try:
         yield model
     finally:
-        for m, training in modes:
-            m.training = training
+        for m, training in zip(modules, modes):
+            if m.training != training:
+                m.training = training
         with torch.no_grad():
             for b, saved in buffers:
                 b.copy_(saved)
         for p, requires_grad, grad in flags:
-            p.requires_grad_(requires_grad)
-            p.grad = grad
-        for m in model.modules():
-            saved = hooks.get(id(m))
-            if saved is None:
-                continue
-            for current, before in zip(
-                (m._forward_hooks, m._forward_pre_hooks, m._backward_hooks,
-                 getattr(m, "_backward_pre_hooks", {})),
-                saved,
-            ):
-                for key in [k for k in current if k not in before]:
-                    del current[key]
+            if p.requires_grad != requires_grad:
+                p.requires_grad_(requires_grad)
+            if p.grad is not grad:
+                p.grad = grad
+        for m in modules:
+            if any(_hook_dicts(m)):
+                for current, saved in zip(_hook_dicts(m), hooks.get(id(m), ((),) * 4)):
+                    for key in [k for k in current if k not in saved]:
+                        del current[key]
         if list(model.modules()) != modules:
             raise RuntimeError("internal error: the model's modules were replaced and not "
                                "restored")
