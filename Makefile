@@ -25,7 +25,7 @@ test: $(STAMP)
 
 # Only the tests of the course in a real Chromium (JupyterLab and Voila) and in a fresh Binder
 # environment (`make test` runs them too). They need the system's Chromium (Debian:
-# apt-get install chromium) and skip without it; about 10 minutes.
+# apt-get install chromium) and skip without it; about 18 minutes.
 test-browser: $(STAMP)
 	$(BIN)/python -m pytest -m browser
 
