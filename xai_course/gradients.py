@@ -34,6 +34,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torch.nn.utils.fusion
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -201,13 +202,13 @@ class _ConvForInputGradientModule(nn.Module):
     def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d | None):
         super().__init__()
         self.conv, self.bn = conv, bn
-        weight = conv.weight.detach()
+        weight = conv.weight
         if bn is not None:  # W s, s = gamma / sqrt(var + eps): BatchNorm's backward folded in
-            s = torch.rsqrt(bn.running_var + bn.eps)
-            if bn.weight is not None:
-                s = s * bn.weight.detach()
-            weight = weight * s.view(-1, 1, 1, 1)
-        self.folded_weight = weight  # a plain attribute: not a parameter or buffer of the copy
+            weight, _ = torch.nn.utils.fusion.fuse_conv_bn_weights(
+                conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight,
+                bn.bias)
+        # a plain attribute, not a parameter or buffer of the copy
+        self.folded_weight = weight.detach()
 
     def forward(self, x):
         return _ConvForInputGradient.apply(x, self.conv, self.bn, self.folded_weight)
