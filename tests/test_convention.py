@@ -9,6 +9,7 @@ from xai_course.convention import (
     Option,
     check_target,
     folded_copy,
+    graph_copy,
     inference_batch_size,
     model_state,
     options,
@@ -146,3 +147,18 @@ def test_inference_batch_size_follows_the_input_size():
     assert inference_batch_size(torch.zeros(1, 3, 224, 224)) == 8
     assert inference_batch_size(torch.zeros(5, 1, 32, 32)) == 64
     assert inference_batch_size(torch.zeros(1, 3, 2048, 2048)) == 1
+
+
+def test_only_the_main_thread_makes_graph_copies():
+    """torch.fx patches nn.Module.__call__ for the whole process while it traces: an
+    explorer's worker thread must not trace (another thread's model would run through it)."""
+    import threading
+
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten()).eval()
+    seen = {}
+    worker = threading.Thread(target=lambda: seen.update(
+        graph=graph_copy(net, nn.BatchNorm2d), folded=folded_copy(net)))
+    worker.start()
+    worker.join()
+    assert seen == {"graph": None, "folded": net}
+    assert graph_copy(net, nn.BatchNorm2d) is not None and folded_copy(net) is not net

@@ -52,7 +52,7 @@ import torch
 from torch import nn
 
 from xai_course import viz, zoo
-from xai_course.convention import Option, model_device
+from xai_course.convention import MODEL_LOCK, Option, model_device
 from xai_course.images import read_image
 
 __all__ = ["Explorer", "Request", "Result", "option_widget", "update_figure", "UPLOAD"]
@@ -646,13 +646,14 @@ class Explorer:
         """Compute (unless already stale), cache, and deliver. Never raises."""
         if generation != self._generation:
             return  # a newer request is waiting behind this one
-        start = time.perf_counter()
         try:
-            result = self.compute(request)
+            with MODEL_LOCK:  # one computation at a time in the process (see convention)
+                start = time.perf_counter()
+                result = self.compute(request)
+                self.timings["compute_ms"] = (time.perf_counter() - start) * 1000
         except Exception as e:  # delivered to the error area
             self._hand_over(generation, error=e)
             return
-        self.timings["compute_ms"] = (time.perf_counter() - start) * 1000
         with self._lock:
             self._cache[request.key] = result
             while len(self._cache) > self.cache_size:

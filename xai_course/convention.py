@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -209,18 +210,31 @@ def has_hooks(model: nn.Module) -> bool:
     return any(count != (0, 0, 0, 0) for count in _hook_counts(model))
 
 
+# Held by an explorer while it computes on its worker thread (widgets/base.py), and by
+# graph_copy while torch.fx traces: tracing patches torch.nn.Module.__call__ for the whole
+# process, and a model run meanwhile on another thread would go through the tracer and fail.
+MODEL_LOCK = threading.RLock()
+
+
 def graph_copy(model: nn.Module, kind: type[nn.Module]) -> torch.fx.GraphModule | None:
     """A torch.fx graph of `model` sharing its modules, to rewrite some of them in a copy
     (`folded_copy`, `gradients.for_input_gradients`); None when no copy should be made: a
     module in train mode, a hook (the copy would skip it), no module of type `kind` to
-    rewrite, or a model torch.fx cannot trace (data-dependent control flow, ...)."""
+    rewrite, or a model torch.fx cannot trace (data-dependent control flow, ...).
+
+    Only the main thread traces, holding MODEL_LOCK, so that no explorer runs a model
+    meanwhile; on any other thread (an explorer's worker) the caller uses the model itself.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
     if any(m.training for m in model.modules()) or has_hooks(model) or not any(
             isinstance(m, kind) for m in model.modules()):
         return None
-    try:
-        return torch.fx.symbolic_trace(model)
-    except Exception:  # not traceable: the caller uses the model itself
-        return None
+    with MODEL_LOCK:
+        try:
+            return torch.fx.symbolic_trace(model)
+        except Exception:  # not traceable: the caller uses the model itself
+            return None
 
 
 def folded_copy(model: nn.Module, channels_last: bool = False) -> nn.Module:
