@@ -18,12 +18,14 @@ $(STAMP): pyproject.toml | $(BIN)/python
 lab: $(STAMP)
 	$(BIN)/jupyter lab --ip=127.0.0.1 --notebook-dir=notebooks
 
+# ruff, then every test, the browser tests included
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
-# The course in a real Chromium (JupyterLab and Voila) and in a fresh Binder environment.
-# Needs the system's Chromium (Debian: apt-get install chromium); about 20 minutes.
+# Only the tests of the course in a real Chromium (JupyterLab and Voila) and in a fresh Binder
+# environment (`make test` runs them too). They need the system's Chromium (Debian:
+# apt-get install chromium) and skip without it; about 18 minutes.
 test-browser: $(STAMP)
 	$(BIN)/python -m pytest -m browser
 
