@@ -419,6 +419,52 @@ def test_input_gradient_copy_has_the_same_forward_and_gradient(torchvision_model
             assert rel_diff(method(fast, x, [1, 8]), method(model, x, [1, 8])) <= 1e-5, name
 
 
+def test_first_layer_split_sums_gradients_through_the_first_layer_once(torchvision_model):
+    """net(x) = rest(first(x)) bit for bit, and (W s)^T of the summed dS/dz is the summed dS/dx."""
+    name, model = torchvision_model
+    x = torch.rand(3, 3, 64, 64, generator=seeded(4))
+    target = [2, 5, 2]
+    fast = gradients.for_input_gradients(model)
+    first, rest = gradients.split_first_layer(fast)
+    first_conv = model.conv1 if name == "resnet18" else model.features[0]
+    assert first.conv is first_conv and rest is not fast
+    with torch.no_grad():
+        z = first(x)
+        assert z.shape[1] == first_conv.out_channels
+        assert torch.equal(rest(z), model(x)), name
+    weights = torch.tensor([0.2, 0.5, 0.3])[:, None, None, None]  # a weighted sum, as in IG
+    summed_at_z = (gradients.gradient(rest, z, target) * weights).sum(0, keepdim=True)
+    summed = (gradients.gradient(model, x, target) * weights).sum(0, keepdim=True)
+    ours = first.input_gradient(summed_at_z, (1, *x.shape[1:]))
+    assert ours.shape == summed.shape
+    assert rel_diff(ours, summed) <= 1e-5, name
+
+
+def test_first_layer_split_leaves_what_it_cannot_split():
+    class Skip(nn.Module):  # the input feeds two layers
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(1, 1, 3, padding=1), nn.Linear(16, 2)
+
+        def forward(self, x):
+            return self.fc((self.conv(x) + x).flatten(1))
+
+    torch.manual_seed(0)
+    linear_first = nn.Sequential(nn.Flatten(), nn.Linear(16, 2), nn.Unflatten(1, (1, 1, 2)),
+                                 nn.Conv2d(1, 2, 1), nn.Flatten())
+    for model in (Skip().eval(), linear_first.eval()):
+        fast = gradients.for_input_gradients(model)
+        assert fast is not model  # there is a convolution to rewrite, not first
+        first, rest = gradients.split_first_layer(fast)
+        assert rest is fast
+        x = torch.rand(2, 1, 4, 4, generator=seeded(0))
+        assert first(x) is x and first.input_gradient(x, x.shape) is x
+        ig = gradients.integrated_gradients(model, x, 1, steps=6, batch_size=2)
+        assert rel_diff(ig, gradients.integrated_gradients.reference(model, x, 1, steps=6)) <= 1e-5
+    plain = nn.Sequential(nn.Conv2d(1, 1, 3), nn.Flatten()).eval()
+    assert gradients.split_first_layer(plain)[1] is plain  # not a for_input_gradients copy
+
+
 def test_input_gradient_copy_of_every_kind_of_convolution():
     torch.manual_seed(0)
     model = nn.Sequential(
