@@ -1,11 +1,14 @@
 """The method convention: options, target checks, and `unchanged` restoring a model."""
 
+import threading
+
 import pytest
 import torch
 import torchvision
 from torch import nn
 
 from xai_course.convention import (
+    MODEL_LOCK,
     Option,
     check_target,
     folded_copy,
@@ -14,6 +17,7 @@ from xai_course.convention import (
     model_state,
     options,
     same_state,
+    traced_graph,
     unchanged,
 )
 
@@ -149,16 +153,45 @@ def test_inference_batch_size_follows_the_input_size():
     assert inference_batch_size(torch.zeros(1, 3, 2048, 2048)) == 1
 
 
-def test_only_the_main_thread_makes_graph_copies():
-    """torch.fx patches nn.Module.__call__ for the whole process while it traces: an
-    explorer's worker thread must not trace (another thread's model would run through it)."""
-    import threading
-
-    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten()).eval()
+def in_a_thread(fn):
+    """fn() run on another thread (as an explorer's worker runs methods); its result."""
     seen = {}
-    worker = threading.Thread(target=lambda: seen.update(
-        graph=graph_copy(net, nn.BatchNorm2d), folded=folded_copy(net)))
+    worker = threading.Thread(target=lambda: seen.update(result=fn()))
     worker.start()
     worker.join()
-    assert seen == {"graph": None, "folded": net}
-    assert graph_copy(net, nn.BatchNorm2d) is not None and folded_copy(net) is not net
+    return seen["result"]
+
+
+def test_only_the_main_thread_traces():
+    """torch.fx patches nn.Module.__call__ for the whole process while it traces: an
+    explorer's worker thread must not trace (another thread's model would run through it),
+    but it can copy a graph the main thread traced before."""
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten()).eval()
+    assert in_a_thread(lambda: (graph_copy(net, nn.BatchNorm2d), folded_copy(net))) == (None, net)
+    graph = traced_graph(net)
+    assert graph is not None and traced_graph(net) is graph  # traced once
+    copied = in_a_thread(lambda: graph_copy(net, nn.BatchNorm2d))
+    assert isinstance(copied, torch.fx.GraphModule) and copied.graph is not graph
+    folded = in_a_thread(lambda: folded_copy(net))
+    x = torch.rand(2, 1, 5, 5)
+    assert folded is not net and torch.allclose(folded(x), net(x), atol=1e-6)
+    net[0] = nn.Conv2d(1, 2, 3)  # a new module tree: traced again, on the main thread only
+    assert in_a_thread(lambda: traced_graph(net)) is None
+    assert traced_graph(net) is not graph
+    other = nn.Sequential(nn.Conv2d(1, 1, 3)).eval()
+    taken, done = threading.Event(), threading.Event()
+
+    def compute():  # an explorer computing on its worker thread
+        with MODEL_LOCK:
+            taken.set()
+            done.wait(30)
+
+    worker = threading.Thread(target=compute)
+    worker.start()
+    assert taken.wait(30)
+    try:
+        assert traced_graph(other, wait=False) is None  # an explorer's request does not wait
+    finally:
+        done.set()
+        worker.join()
+    assert traced_graph(other, wait=False) is not None

@@ -426,11 +426,12 @@ def test_first_layer_split_sums_gradients_through_the_first_layer_once(torchvisi
     target = [2, 5, 2]
     fast = gradients.for_input_gradients(model)
     first, rest = gradients.split_first_layer(fast)
-    first_conv = model.conv1 if name == "resnet18" else model.features[0]
-    assert first.conv is first_conv and rest is not fast
+    assert rest is not fast
     with torch.no_grad():
         z = first(x)
-        assert z.shape[1] == first_conv.out_channels
+        first_layer = model.features[0] if name == "vgg11" else nn.Sequential(model.conv1,
+                                                                               model.bn1)
+        assert torch.equal(z, first_layer(x)), name
         assert torch.equal(rest(z), model(x)), name
     weights = torch.tensor([0.2, 0.5, 0.3])[:, None, None, None]  # a weighted sum, as in IG
     summed_at_z = (gradients.gradient(rest, z, target) * weights).sum(0, keepdim=True)
@@ -438,6 +439,35 @@ def test_first_layer_split_sums_gradients_through_the_first_layer_once(torchvisi
     ours = first.input_gradient(summed_at_z, (1, *x.shape[1:]))
     assert ours.shape == summed.shape
     assert rel_diff(ours, summed) <= 1e-5, name
+
+
+def test_first_layer_split_takes_the_input_normalisation_along():
+    """The course's ImageNet models normalise inside: (x - mean) / std is affine too."""
+    from xai_course.zoo.imagenet import ImageNetClassifier
+
+    torch.manual_seed(0)
+    model = ImageNetClassifier(torchvision.models.resnet18(num_classes=10)).eval()
+    x = torch.rand(2, 3, 64, 64, generator=seeded(6))
+    first, rest = gradients.split_first_layer(gradients.for_input_gradients(model))
+    with torch.no_grad():
+        z = first(x)
+        net = model.net
+        assert torch.equal(z, net.bn1(net.conv1((x - model.mean) / model.std)))
+        assert torch.equal(rest(z), model(x))
+    summed = gradients.gradient(model, x, [4, 4]).sum(0, keepdim=True)
+    ours = first.input_gradient(gradients.gradient(rest, z, [4, 4]).sum(0, keepdim=True),
+                                (1, 3, 64, 64))
+    assert rel_diff(ours, summed) <= 1e-5
+    ig = gradients.integrated_gradients(model, x, 4, steps=4, batch_size=4)
+    assert rel_diff(ig, gradients.integrated_gradients.reference(model, x, 4, steps=4)) <= 1e-5
+    reversed_division = gradients.for_input_gradients(nn.Sequential(
+        Reciprocal(), nn.Conv2d(3, 2, 3), nn.Flatten()).eval())
+    assert gradients.split_first_layer(reversed_division)[1] is reversed_division  # 1 / x
+
+
+class Reciprocal(nn.Module):
+    def forward(self, x):
+        return 1 / x
 
 
 def test_first_layer_split_leaves_what_it_cannot_split():

@@ -435,3 +435,37 @@ def test_one_method_alone_and_bad_arguments():
     assert list(e.methods) == ["input_x_gradient"] and e.error.value == ""
     with pytest.raises(ValueError, match=r"unknown model 'resnet'; choose from \['tiny'\]"):
         Explorer(input_x_gradient, models={"tiny": tiny_cnn()}, data=toy_data(), model="resnet")
+
+
+def test_the_worker_runs_the_faster_copy_of_the_model(monkeypatch):
+    """The worker may not trace with torch.fx (it patches the whole process): the explorer
+    traces the model on the main thread when it builds a request, and the worker copies
+    that graph for Integrated Gradients' passes (gradients.for_input_gradients)."""
+    from xai_course import gradients
+
+    made = []
+    real = gradients.for_input_gradients
+
+    def recording(model):
+        fast = real(model)
+        made.append((threading.current_thread() is threading.main_thread(), fast is not model))
+        return fast
+
+    monkeypatch.setattr(gradients, "for_input_gradients", recording)
+
+    @options()
+    def ig_in_passes(model, inputs, target):
+        return gradients.integrated_gradients(model, inputs, target, steps=4, batch_size=1)
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 3)).eval()
+    e = Explorer(methods={"ig": ig_in_passes}, models={"bn": model}, data=toy_data(),
+                 sync=False)
+    e.wait()
+    assert e.last_error is None
+    assert made == [(False, True)]  # on the worker, a copy
+    _, x, t = e.result.request.model, e.result.request.x, e.result.target
+    assert torch.allclose(e.result.attribution, gradients.integrated_gradients(
+        model, x, t, steps=4), atol=1e-6)
+    e.close()

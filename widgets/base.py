@@ -52,7 +52,7 @@ import torch
 from torch import nn
 
 from xai_course import viz, zoo
-from xai_course.convention import MODEL_LOCK, Option, model_device
+from xai_course.convention import MODEL_LOCK, Option, model_device, traced_graph
 from xai_course.images import read_image
 
 __all__ = ["Explorer", "Request", "Result", "option_widget", "update_figure", "UPLOAD"]
@@ -600,6 +600,9 @@ class Explorer:
         """The request the controls describe now."""
         model_name, device = self.model_picker.value, self.device_picker.value
         model = self._model(model_name, device)
+        # torch.fx graph for the methods' faster copies, traced here on the main thread: the
+        # worker that computes may not trace (see convention.traced_graph)
+        traced_graph(model, wait=False)
         data_name = self.data_picker.value
         if data_name == UPLOAD:
             uid, _, content = self._upload

@@ -17,9 +17,11 @@ and this module holds the few pieces they all share:
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import itertools
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -211,30 +213,61 @@ def has_hooks(model: nn.Module) -> bool:
 
 
 # Held by an explorer while it computes on its worker thread (widgets/base.py), and by
-# graph_copy while torch.fx traces: tracing patches torch.nn.Module.__call__ for the whole
+# `traced_graph` while torch.fx traces: tracing patches torch.nn.Module.__call__ for the whole
 # process, and a model run meanwhile on another thread would go through the tracer and fail.
 MODEL_LOCK = threading.RLock()
 
+# model -> (its module tree when traced, its torch.fx graph or None when it cannot be traced)
+_TRACED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-def graph_copy(model: nn.Module, kind: type[nn.Module]) -> torch.fx.GraphModule | None:
-    """A torch.fx graph of `model` sharing its modules, to rewrite some of them in a copy
-    (`folded_copy`, `gradients.for_input_gradients`); None when no copy should be made: a
-    module in train mode, a hook (the copy would skip it), no module of type `kind` to
-    rewrite, or a model torch.fx cannot trace (data-dependent control flow, ...).
+
+def _module_tree(model: nn.Module) -> list[tuple]:
+    return [(name, id(m), type(m)) for name, m in model.named_modules()]
+
+
+def traced_graph(model: nn.Module, wait: bool = True) -> torch.fx.Graph | None:
+    """The torch.fx graph of `model`'s forward, traced once and kept while the model's module
+    tree stays the same (the same modules under the same names); None if it cannot be traced
+    (data-dependent control flow, ...).
 
     Only the main thread traces, holding MODEL_LOCK, so that no explorer runs a model
-    meanwhile; on any other thread (an explorer's worker) the caller uses the model itself.
+    meanwhile; another thread (an explorer's worker) gets the graph traced before, or None.
+    wait=False: don't wait for MODEL_LOCK (an explorer computing); None if it is taken.
+    Explorers call it when they build a request, so that their workers find the graph.
+    (A forward changed in place, by assigning a new `model.forward`, is not noticed.)
     """
+    tree = _module_tree(model)
+    known = _TRACED.get(model)
+    if known is not None and known[0] == tree:
+        return known[1]
     if threading.current_thread() is not threading.main_thread():
         return None
+    if not MODEL_LOCK.acquire(blocking=wait):
+        return None
+    try:
+        graph = torch.fx.Tracer().trace(model)
+    except Exception:  # not traceable: the callers use the model itself
+        graph = None
+    finally:
+        MODEL_LOCK.release()
+    _TRACED[model] = (tree, graph)
+    return graph
+
+
+def graph_copy(model: nn.Module, kind: type[nn.Module]) -> torch.fx.GraphModule | None:
+    """A torch.fx graph module of `model` sharing its modules, to rewrite some of them in a
+    copy (`folded_copy`, `gradients.for_input_gradients`); None when no copy should be made:
+    a module in train mode, a hook (the copy would skip it), no module of type `kind` to
+    rewrite, or no graph (see `traced_graph`: a model torch.fx cannot trace, or a worker
+    thread asking for a model the main thread has not traced).
+    """
     if any(m.training for m in model.modules()) or has_hooks(model) or not any(
             isinstance(m, kind) for m in model.modules()):
         return None
-    with MODEL_LOCK:
-        try:
-            return torch.fx.symbolic_trace(model)
-        except Exception:  # not traceable: the caller uses the model itself
-            return None
+    graph = traced_graph(model)
+    if graph is None:
+        return None
+    return torch.fx.GraphModule(model, copy.deepcopy(graph))  # the callers rewrite the copy
 
 
 def folded_copy(model: nn.Module, channels_last: bool = False) -> nn.Module:
@@ -267,8 +300,10 @@ def folded_copy(model: nn.Module, channels_last: bool = False) -> nn.Module:
         conv, bn = modules[conv_node.target], modules[node.target]
         if not bn.track_running_stats or bn.running_mean is None:
             continue
-        weight, bias = torch.nn.utils.fusion.fuse_conv_bn_weights(
-            conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias)
+        with torch.no_grad():
+            weight, bias = torch.nn.utils.fusion.fuse_conv_bn_weights(
+                conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight,
+                bn.bias)
         if channels_last:
             weight = weight.contiguous(memory_format=torch.channels_last)
         new = torch.nn.utils.skip_init(

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import operator
 import warnings
 from collections.abc import Callable
 
@@ -203,9 +204,10 @@ class _ConvForInputGradientModule(nn.Module):
         self.conv, self.bn = conv, bn
         weight = conv.weight
         if bn is not None:  # W s, s = gamma / sqrt(var + eps): BatchNorm's backward folded in
-            weight, _ = torch.nn.utils.fusion.fuse_conv_bn_weights(
-                conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight,
-                bn.bias)
+            with torch.no_grad():
+                weight, _ = torch.nn.utils.fusion.fuse_conv_bn_weights(
+                    conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight,
+                    bn.bias)
         # a plain attribute, not a parameter or buffer of the copy
         self.folded_weight = weight.detach()
 
@@ -279,16 +281,66 @@ class _NoFirstLayer(nn.Module):
         return grad_output
 
 
+class _FirstLayer(nn.Module):
+    """x -> z: a model's layers from its input to its first convolution (+ BatchNorm), each
+    affine in x: z = A x + b."""
+
+    def __init__(self, layers: nn.Module):
+        super().__init__()
+        self.layers = layers
+
+    def forward(self, x):
+        return self.layers(x)
+
+    def input_gradient(self, grad_output, input_shape):
+        """dL/dx = A^T dL/dz. A does not depend on x: backpropagate from any x, here x = 0."""
+        x = grad_output.new_zeros(input_shape).requires_grad_(True)
+        with torch.enable_grad():
+            (grad,) = torch.autograd.grad(self.layers(x), x, grad_output)
+        return grad
+
+
+_AFFINE = (operator.add, operator.sub, operator.mul, operator.truediv)
+
+
+def _first_layer_nodes(graph_module: torch.fx.GraphModule) -> list[torch.fx.Node] | None:
+    """The graph's nodes from its input to its first convolution (the last node listed), when
+    each is affine in the one before and only the next one uses it: x + c, x - c, c - x,
+    x * c, c * x, x / c with c a number or a tensor of the model (an input normalisation,
+    as `zoo.imagenet.ImageNetClassifier` has), then the convolution; else None."""
+    inputs = [node for node in graph_module.graph.nodes if node.op == "placeholder"]
+    if len(inputs) != 1:
+        return None
+    nodes, node = [], inputs[0]
+    while len(node.users) == 1:
+        (user,) = node.users
+        if user.kwargs:
+            return None
+        if user.op == "call_module" and user.args == (node,) and isinstance(
+                graph_module.get_submodule(user.target), _ConvForInputGradientModule):
+            return nodes + [user]
+        others = [arg for arg in user.args if arg is not node]
+        constant = len(others) == 1 and (isinstance(others[0], (int, float)) or (
+            isinstance(others[0], torch.fx.Node) and others[0].op == "get_attr"))
+        if not (user.op == "call_function" and user.target in _AFFINE and len(user.args) == 2
+                and constant and (user.target is not operator.truediv or user.args[0] is node)):
+            return None
+        nodes.append(user)
+        node = user
+    return None
+
+
 def split_first_layer(net: nn.Module) -> tuple[nn.Module, nn.Module]:
     """(first, rest) with net(x) = rest(first(x)), where `first` is a `for_input_gradients`
-    copy's first layer, a convolution (+ BatchNorm) that alone reads the input.
+    copy's first layer: a convolution (+ BatchNorm) that alone reads the input, after an
+    input normalisation if there is one.
 
-    That layer is linear, z = (W s) * x + t, so the input gradient of a *weighted sum* of
-    scores over many inputs x_k needs its transposed convolution only once:
+    That layer is affine, z = A x + b, so the input gradient of a *weighted sum* of scores
+    over many inputs x_k needs its backward pass only once:
 
-        sum_k w_k dS/dx(x_k) = (W s)^T sum_k w_k dS/dz(z_k),   z_k = first(x_k)
+        sum_k w_k dS/dx(x_k) = A^T sum_k w_k dS/dz(z_k),   z_k = first(x_k)
 
-    `first.input_gradient(g, x.shape)` applies (W s)^T. Integrated Gradients' path sum and
+    `first.input_gradient(g, x.shape)` applies A^T. Integrated Gradients' path sum and
     SmoothGrad's mean are such sums: backpropagating only to z and summing there skips one
     backward pass through the first layer a point (about 10% of a ResNet-18 pass, whose
     7x7 convolution of 3 channels is slow to run backwards). The forward pass, and so every
@@ -298,22 +350,25 @@ def split_first_layer(net: nn.Module) -> tuple[nn.Module, nn.Module]:
     twice, a first layer that is not a convolution): `first` is the identity and `rest`
     is `net`, and the same code computes the plain sum of input gradients.
     """
-    if isinstance(net, torch.fx.GraphModule):
-        inputs = [node for node in net.graph.nodes if node.op == "placeholder"]
-        users = list(inputs[0].users) if len(inputs) == 1 else []
-        if len(users) == 1 and users[0].op == "call_module" and users[0].args == (inputs[0],) \
-                and not users[0].kwargs:
-            first = net.get_submodule(users[0].target)
-            if isinstance(first, _ConvForInputGradientModule):
-                # the rest: the same graph, fed z; a copy of z, as the next layer may change
-                # it in place (ResNet's ReLU does), which autograd forbids on an input leaf
-                graph = torch.fx.Graph()
-                values = {users[0]: graph.call_method("clone", (graph.placeholder("z"),))}
-                for node in net.graph.nodes:
-                    if node not in values and node is not inputs[0]:
-                        values[node] = graph.node_copy(node, values.__getitem__)
-                return first, torch.fx.GraphModule(net, graph)
-    return _NoFirstLayer(), net
+    nodes = _first_layer_nodes(net) if isinstance(net, torch.fx.GraphModule) else None
+    if nodes is None:
+        return _NoFirstLayer(), net
+    # the first layer: the input, those nodes and the model's constants they read
+    first = torch.fx.Graph()
+    values = {}
+    for node in net.graph.nodes:
+        if node.op == "placeholder" or node in nodes or (
+                node.op == "get_attr" and any(user in nodes for user in node.users)):
+            values[node] = first.node_copy(node, values.__getitem__)
+    first.output(values[nodes[-1]])
+    # the rest: the same graph, fed z; a copy of z, as the next layer may change it in place
+    # (ResNet's ReLU does), which autograd forbids on an input leaf
+    rest = torch.fx.Graph()
+    values = {nodes[-1]: rest.call_method("clone", (rest.placeholder("z"),))}
+    for node in net.graph.nodes:
+        if node.op != "placeholder" and node not in values and node not in nodes:
+            values[node] = rest.node_copy(node, values.__getitem__)
+    return _FirstLayer(torch.fx.GraphModule(net, first)), torch.fx.GraphModule(net, rest)
 
 
 def _check_batch_size(batch_size) -> None:
