@@ -177,7 +177,8 @@ def test_only_the_main_thread_traces():
     assert folded is not net and torch.allclose(folded(x), net(x), atol=1e-6)
     net[0] = nn.Conv2d(1, 2, 3)  # a new module tree: traced again, on the main thread only
     assert in_a_thread(lambda: traced_graph(net)) is None
-    assert traced_graph(net) is not graph
+    graph = traced_graph(net)
+    assert graph is not None and traced_graph(net.train()) is not graph  # another mode
     other = nn.Sequential(nn.Conv2d(1, 1, 3)).eval()
     taken, done = threading.Event(), threading.Event()
 

@@ -222,13 +222,14 @@ _TRACED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _module_tree(model: nn.Module) -> list[tuple]:
-    return [(name, id(m), type(m)) for name, m in model.named_modules()]
+    # with each module's mode: a module's forward may branch on self.training
+    return [(name, id(m), type(m), m.training) for name, m in model.named_modules()]
 
 
 def traced_graph(model: nn.Module, wait: bool = True) -> torch.fx.Graph | None:
     """The torch.fx graph of `model`'s forward, traced once and kept while the model's module
-    tree stays the same (the same modules under the same names); None if it cannot be traced
-    (data-dependent control flow, ...).
+    tree stays the same (the same modules under the same names, in the same train/eval
+    modes); None if it cannot be traced (data-dependent control flow, ...).
 
     Only the main thread traces, holding MODEL_LOCK, so that no explorer runs a model
     meanwhile; another thread (an explorer's worker) gets the graph traced before, or None.
