@@ -44,7 +44,7 @@ def main():
     show(axes[1], x[0], occ[0], title="occlusion")
     show(axes[2], x[0], grad[0], title="gradient")
     fig.suptitle("01 · two local explanations of the same prediction")
-    fig.savefig(HERE / "01_local_vs_global.png", dpi=80, bbox_inches="tight")
+    fig.savefig(HERE / "01_local_global.png", dpi=80, bbox_inches="tight")
 
     g = torch.Generator().manual_seed(0)
     maps = {
@@ -68,7 +68,7 @@ def main():
     fig.savefig(HERE / "03_cam.png", dpi=80, bbox_inches="tight")
 
     perturbation_chapter(model, x, y)
-    lime_trees(model, x, y)
+    surrogates(model, x, y)
 
 
 def perturbation_chapter(model, x, y):
@@ -87,7 +87,7 @@ def perturbation_chapter(model, x, y):
     fig.savefig(HERE / "04_perturbation.png", dpi=80, bbox_inches="tight")
 
 
-def lime_trees(model, x, y):
+def surrogates(model, x, y):
     """Chapter 05: superpixels, linear and tree LIME, the tree's fidelity against depth."""
     from skimage.segmentation import find_boundaries
 
@@ -113,7 +113,7 @@ def lime_trees(model, x, y):
     axes[3].set(xlabel="tree depth", ylabel="fidelity R²", title="fidelity vs depth")
     axes[3].legend(fontsize=8)
     fig.suptitle("05 · LIME with linear and tree surrogates")
-    fig.savefig(HERE / "05_lime_trees.png", dpi=80, bbox_inches="tight")
+    fig.savefig(HERE / "05_surrogates.png", dpi=80, bbox_inches="tight")
 
 
 if __name__ == "__main__":

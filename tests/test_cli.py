@@ -37,7 +37,7 @@ def test_fetch_weights_offline_fails_clearly(tmp_path):
 
 
 def test_bench_prints_ours_reference_ratio_and_difference():
-    out = run("bench", "local-global", "--quick", "--repeat", "1", "--device", "cpu")
+    out = run("bench", "local_global", "--quick", "--repeat", "1", "--device", "cpu")
     assert out.returncode == 0, out.stderr
     lines = [line for line in out.stdout.splitlines() if line.startswith(("gradient",
                                                                            "occlusion"))]
@@ -49,24 +49,52 @@ def test_bench_prints_ours_reference_ratio_and_difference():
     assert "ratio" in out.stdout
 
 
-def test_bench_takes_the_best_of_repeat_runs_unless_a_case_says_otherwise():
+def test_bench_alternates_runs_and_compares_medians():
     import torch
 
     from xai_course import bench
 
     calls = []
 
-    def counted(tag, value):
+    def counted(tag, value, seconds):
+        times = iter(seconds)
+
         def run():
             calls.append(tag)
+            bench_clock.append(next(times))
             return torch.tensor([value])
         return run
 
-    cases = [bench.Case("a", counted("a", 1.0), counted("A", 1.5), "ref"),
-             bench.Case("b", counted("b", 2.0), counted("B", 2.0), "ref", repeat=1)]
-    rows = bench.run(cases, repeat=3, out=lambda *args: None)
-    assert calls.count("a") == calls.count("A") == 3
-    assert calls.count("b") == calls.count("B") == 1
-    assert calls[:6] == ["a", "A", "A", "a", "a", "A"]  # in turns, alternating who goes first
+    bench_clock = []
+    real_timed = bench.timed
+
+    def fake_timed(fn):  # the run's "seconds" are the ones the case was given
+        result = fn()
+        return bench_clock.pop(), result
+
+    cases = [bench.Case("a", counted("a", 1.0, [9, 1, 5, 3]), counted("A", 1.5, [9, 2, 2, 8]),
+                        "ref", target=1.1),
+             bench.Case("b", counted("b", 2.0, [4]), counted("B", 2.0, [2]), "ref", repeat=1)]
+    bench.timed = fake_timed
+    try:
+        rows = bench.run(cases, repeat=3, out=lambda *args: None)
+    finally:
+        bench.timed = real_timed
+    assert calls[:8] == ["a", "A", "a", "A", "a", "A", "a", "A"]  # warm-up, then A B A B
+    assert calls[8:] == ["b", "B"]  # one run a side, no warm-up
+    assert rows[0]["ours_s"] == 3 and rows[0]["reference_s"] == 2  # medians of 1 5 3, 2 2 8
+    assert rows[0]["ratio"] == 1.5 and rows[0]["target"] == 1.1
+    assert rows[1]["ratio"] == 2.0
     assert [row["max_abs_diff"] for row in rows] == [0.5, 0.0]
-    assert all(row["ratio"] > 0 for row in rows)
+
+
+def test_lab_passes_allow_root_only_as_root(monkeypatch, tmp_path):
+    from xai_course import cli
+
+    seen = []
+    monkeypatch.setattr(cli.subprocess, "call", lambda command: seen.append(command) or 0)
+    for uid in (0, 1000):
+        monkeypatch.setattr(cli.os, "geteuid", lambda uid=uid: uid)
+        assert cli.main(["lab", "--notebooks", str(tmp_path)]) == 0
+    assert "--allow-root" in seen[0] and "--allow-root" not in seen[1]
+    assert f"--notebook-dir={tmp_path}" in seen[1]

@@ -8,16 +8,14 @@ import torchvision
 from torch import nn
 
 from xai_course.convention import (
-    MODEL_LOCK,
     Option,
+    check_positive_int,
     check_target,
-    folded_copy,
-    graph_copy,
-    inference_batch_size,
     model_state,
     options,
+    reference,
+    rows_per_pass,
     same_state,
-    traced_graph,
     unchanged,
 )
 
@@ -82,117 +80,58 @@ def test_options_are_declared_and_validated():
         Option("x", "choice", "z", choices=("a",))
 
 
-def _conv_bn_net(seed=0):
-    torch.manual_seed(seed)
-    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-                        nn.Conv2d(8, 4, 3, bias=False), nn.BatchNorm2d(4), nn.Flatten(),
-                        nn.LazyLinear(5))
-    net(torch.rand(1, 3, 6, 6))  # materialise the lazy layer
-    for bn in (net[1], net[4]):  # statistics as after training, not the identity
-        bn.running_mean.uniform_(-1, 1)
-        bn.running_var.uniform_(0.5, 2)
-        bn.weight.data.uniform_(0.5, 1.5)
-        bn.bias.data.uniform_(-0.5, 0.5)
-    return net.eval()
+def test_rows_per_pass_follows_the_input_size_and_splits_evenly():
+    image, digit = torch.zeros(1, 3, 224, 224), torch.zeros(5, 1, 32, 32)
+    assert rows_per_pass(image) == 5 and rows_per_pass(image, backward=False) == 8
+    assert rows_per_pass(digit) == 800_000 // 1024
+    assert rows_per_pass(digit, 50) == 50  # all rows in one pass
+    assert rows_per_pass(image, 25) == 5  # 5 passes of 5
+    assert rows_per_pass(digit, 1000) == 500  # 2 passes of 500, not 781 and 219
+    assert rows_per_pass(torch.zeros(1, 3, 2048, 2048), 50) == 1
+    with pytest.raises(ValueError, match="rows must be a positive int"):
+        rows_per_pass(image, 0)
 
 
-def test_folded_copy_computes_the_same_function_without_batchnorm():
-    net = _conv_bn_net()
-    before = model_state(net)
-    x = torch.rand(4, 3, 6, 6)
-    folded = folded_copy(net)
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
-    assert torch.allclose(folded(x), net(x), rtol=1e-5, atol=1e-6)
-    # by hand: the first folded convolution is W gamma / sigma and (b - mu) gamma / sigma + beta
-    conv, bn = net[0], net[1]
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    first = [m for m in folded.modules() if isinstance(m, nn.Conv2d)][0]
-    assert torch.allclose(first.weight, conv.weight * scale.view(-1, 1, 1, 1))
-    assert torch.allclose(first.bias, (conv.bias - bn.running_mean) * scale + bn.bias)
-    assert not first.weight.requires_grad
-    assert same_state(before, model_state(net))  # the original is untouched
-    assert net[0].weight.requires_grad and isinstance(net[1], nn.BatchNorm2d)
+@pytest.mark.parametrize("bad", [0, -3, True, 2.0, "4"])
+def test_check_positive_int_names_the_option_and_what_is_valid(bad):
+    with pytest.raises(ValueError, match=r"steps must be a positive int, got"):
+        check_positive_int(bad, "steps")
+    with pytest.raises(ValueError, match=r"a positive int or None"):
+        check_positive_int(bad, "batch_size", allow_none=True)
+    assert check_positive_int(None, "batch_size", allow_none=True) is None
+    assert check_positive_int(3, "steps") == 3
 
 
-def test_folded_copy_of_a_torchvision_resnet_and_its_channels_last_weights():
+def test_a_reference_is_looked_up_when_called_and_keeps_its_label():
+    from xai_course import references
+
+    @reference("captum_saliency", "Captum Saliency(abs=False)")
+    def method(model, inputs, target):
+        return inputs
+
+    assert method.reference_name == "Captum Saliency(abs=False)"
+    assert method.reference.__name__ == "captum_saliency"
+    model = nn.Linear(3, 2)
+    x = torch.rand(4, 3)
+    assert torch.allclose(method.reference(model, x, 1), model.weight[1].expand(4, 3))
+    assert hasattr(references, "captum_saliency")
+
+
+def test_a_method_runs_on_any_thread():
+    """No thread rules: a method called from an explorer's worker thread, while the main
+    thread runs the same model, gives the same answer."""
+    from xai_course import gradients
+
     torch.manual_seed(0)
-    net = torchvision.models.resnet18(num_classes=10).eval()
-    with torch.no_grad():
-        for m in net.modules():  # random statistics, so that folding changes the numbers
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 2)
-    before = model_state(net)
-    folded = folded_copy(net, channels_last=True)
-    convs = [m for m in folded.modules() if isinstance(m, nn.Conv2d)]
-    assert len(convs) == 20 and all(
-        m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
+    net = torchvision.models.resnet18(num_classes=4).eval()
     x = torch.rand(2, 3, 64, 64)
-    with torch.no_grad():
-        ours, theirs = folded(x), net(x)
-    assert ((ours - theirs).abs().max() / theirs.abs().max()).item() < 1e-5
-    assert same_state(before, model_state(net))
-    assert all(p.is_contiguous() for p in net.parameters())  # the original's layout is kept
-
-
-def test_folded_copy_leaves_what_it_must_not_fold():
-    net = _conv_bn_net()
-    plain = nn.Sequential(nn.Conv2d(3, 2, 3), nn.ReLU()).eval()
-    assert folded_copy(plain) is plain  # nothing to fold
-    assert folded_copy(net.train()) is net  # BatchNorm uses the batch's statistics
-    net.eval()
-    handle = net[2].register_forward_hook(lambda *a: None)
-    assert folded_copy(net) is net  # a copy would skip the hook
-    handle.remove()
-    assert folded_copy(net) is not net
-
-
-def test_inference_batch_size_follows_the_input_size():
-    assert inference_batch_size(torch.zeros(1, 3, 224, 224)) == 8
-    assert inference_batch_size(torch.zeros(5, 1, 32, 32)) == 64
-    assert inference_batch_size(torch.zeros(1, 3, 2048, 2048)) == 1
-
-
-def in_a_thread(fn):
-    """fn() run on another thread (as an explorer's worker runs methods); its result."""
+    expected = gradients.integrated_gradients(net, x, 1, steps=8, batch_size=4)
     seen = {}
-    worker = threading.Thread(target=lambda: seen.update(result=fn()))
+    worker = threading.Thread(target=lambda: seen.update(
+        ig=gradients.integrated_gradients(net, x, 1, steps=8, batch_size=4)))
     worker.start()
+    for _ in range(3):
+        with torch.no_grad():
+            net(x)
     worker.join()
-    return seen["result"]
-
-
-def test_only_the_main_thread_traces():
-    """torch.fx patches nn.Module.__call__ for the whole process while it traces: an
-    explorer's worker thread must not trace (another thread's model would run through it),
-    but it can copy a graph the main thread traced before."""
-    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten()).eval()
-    assert in_a_thread(lambda: (graph_copy(net, nn.BatchNorm2d), folded_copy(net))) == (None, net)
-    graph = traced_graph(net)
-    assert graph is not None and traced_graph(net) is graph  # traced once
-    copied = in_a_thread(lambda: graph_copy(net, nn.BatchNorm2d))
-    assert isinstance(copied, torch.fx.GraphModule) and copied.graph is not graph
-    folded = in_a_thread(lambda: folded_copy(net))
-    x = torch.rand(2, 1, 5, 5)
-    assert folded is not net and torch.allclose(folded(x), net(x), atol=1e-6)
-    net[0] = nn.Conv2d(1, 2, 3)  # a new module tree: traced again, on the main thread only
-    assert in_a_thread(lambda: traced_graph(net)) is None
-    graph = traced_graph(net)
-    assert graph is not None and traced_graph(net.train()) is not graph  # another mode
-    other = nn.Sequential(nn.Conv2d(1, 1, 3)).eval()
-    taken, done = threading.Event(), threading.Event()
-
-    def compute():  # an explorer computing on its worker thread
-        with MODEL_LOCK:
-            taken.set()
-            done.wait(30)
-
-    worker = threading.Thread(target=compute)
-    worker.start()
-    assert taken.wait(30)
-    try:
-        assert traced_graph(other, wait=False) is None  # an explorer's request does not wait
-    finally:
-        done.set()
-        worker.join()
-    assert traced_graph(other, wait=False) is not None
+    assert torch.allclose(seen["ig"], expected, atol=1e-6)

@@ -405,143 +405,29 @@ def test_torchvision_guided_backprop_and_noise_match_captum(torchvision_model, a
         assert rel_diff(ours, ref) <= 1e-5, (name, fn.__name__)
 
 
-def test_input_gradient_copy_has_the_same_forward_and_gradient(torchvision_model,
-                                                               assert_unchanged):
-    """The copy IG and the noise run on: the score bit for bit, dS/dx to backward rounding."""
-    name, model = torchvision_model
-    x = torch.rand(2, 3, 64, 64, generator=seeded(3))
-    with assert_unchanged(model):
-        fast = gradients.for_input_gradients(model)
-        assert isinstance(fast, torch.fx.GraphModule)
-        with torch.no_grad():
-            assert torch.equal(fast(x), model(x)), name  # every ReLU takes the same branch
-        for method in (gradients.gradient, gradients.guided_backprop):
-            assert rel_diff(method(fast, x, [1, 8]), method(model, x, [1, 8])) <= 1e-5, name
-
-
-def test_first_layer_split_sums_gradients_through_the_first_layer_once(torchvision_model):
-    """net(x) = rest(first(x)) bit for bit, and (W s)^T of the summed dS/dz is the summed dS/dx."""
-    name, model = torchvision_model
-    x = torch.rand(3, 3, 64, 64, generator=seeded(4))
-    target = [2, 5, 2]
-    fast = gradients.for_input_gradients(model)
-    first, rest = gradients.split_first_layer(fast)
-    assert rest is not fast
-    with torch.no_grad():
-        z = first(x)
-        first_layer = model.features[0] if name == "vgg11" else nn.Sequential(model.conv1,
-                                                                               model.bn1)
-        assert torch.equal(z, first_layer(x)), name
-        assert torch.equal(rest(z), model(x)), name
-    weights = torch.tensor([0.2, 0.5, 0.3])[:, None, None, None]  # a weighted sum, as in IG
-    summed_at_z = (gradients.gradient(rest, z, target) * weights).sum(0, keepdim=True)
-    summed = (gradients.gradient(model, x, target) * weights).sum(0, keepdim=True)
-    ours = first.input_gradient(summed_at_z, (1, *x.shape[1:]))
-    assert ours.shape == summed.shape
-    assert rel_diff(ours, summed) <= 1e-5, name
-
-
-def test_first_layer_split_takes_the_input_normalisation_along():
-    """The course's ImageNet models normalise inside: (x - mean) / std is affine too."""
+def test_integrated_gradients_of_an_imagenet_wrapper_match_captum():
+    """The course's ImageNet models normalise inside, (x - mean) / std, before the network."""
     from xai_course.zoo.imagenet import ImageNetClassifier
 
     torch.manual_seed(0)
     model = ImageNetClassifier(torchvision.models.resnet18(num_classes=10)).eval()
     x = torch.rand(2, 3, 64, 64, generator=seeded(6))
-    first, rest = gradients.split_first_layer(gradients.for_input_gradients(model))
-    with torch.no_grad():
-        z = first(x)
-        net = model.net
-        assert torch.equal(z, net.bn1(net.conv1((x - model.mean) / model.std)))
-        assert torch.equal(rest(z), model(x))
-    summed = gradients.gradient(model, x, [4, 4]).sum(0, keepdim=True)
-    ours = first.input_gradient(gradients.gradient(rest, z, [4, 4]).sum(0, keepdim=True),
-                                (1, 3, 64, 64))
-    assert rel_diff(ours, summed) <= 1e-5
     ig = gradients.integrated_gradients(model, x, 4, steps=4, batch_size=4)
     assert rel_diff(ig, gradients.integrated_gradients.reference(model, x, 4, steps=4)) <= 1e-5
-    reversed_division = gradients.for_input_gradients(nn.Sequential(
-        Reciprocal(), nn.Conv2d(3, 2, 3), nn.Flatten()).eval())
-    assert gradients.split_first_layer(reversed_division)[1] is reversed_division  # 1 / x
 
 
-class Reciprocal(nn.Module):
-    def forward(self, x):
-        return 1 / x
-
-
-def test_first_layer_split_leaves_what_it_cannot_split():
-    class Skip(nn.Module):  # the input feeds two layers
-        def __init__(self):
-            super().__init__()
-            self.conv, self.fc = nn.Conv2d(1, 1, 3, padding=1), nn.Linear(16, 2)
-
-        def forward(self, x):
-            return self.fc((self.conv(x) + x).flatten(1))
-
+def test_integrated_gradients_is_the_weighted_sum_of_gradient_calls():
+    """IG reads as its formula: (x - x') sum_k w_k dS_c(x' + alpha_k (x - x'))/dx, here
+    summed by hand from `gradient` calls, one path point at a time."""
     torch.manual_seed(0)
-    linear_first = nn.Sequential(nn.Flatten(), nn.Linear(16, 2), nn.Unflatten(1, (1, 1, 2)),
-                                 nn.Conv2d(1, 2, 1), nn.Flatten())
-    for model in (Skip().eval(), linear_first.eval()):
-        fast = gradients.for_input_gradients(model)
-        assert fast is not model  # there is a convolution to rewrite, not first
-        first, rest = gradients.split_first_layer(fast)
-        assert rest is fast
-        x = torch.rand(2, 1, 4, 4, generator=seeded(0))
-        assert first(x) is x and first.input_gradient(x, x.shape) is x
-        ig = gradients.integrated_gradients(model, x, 1, steps=6, batch_size=2)
-        assert rel_diff(ig, gradients.integrated_gradients.reference(model, x, 1, steps=6)) <= 1e-5
-    plain = nn.Sequential(nn.Conv2d(1, 1, 3), nn.Flatten()).eval()
-    assert gradients.split_first_layer(plain)[1] is plain  # not a for_input_gradients copy
-
-
-def test_input_gradient_copy_of_every_kind_of_convolution():
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(2, 4, 3, stride=2, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-        nn.Conv2d(4, 4, 3, padding=2, dilation=2, groups=2, bias=False),
-        nn.BatchNorm2d(4, affine=False), nn.ReLU(),
-        nn.Conv2d(4, 4, 1), nn.Flatten(), nn.Linear(4 * 5 * 5, 3))
-    with torch.no_grad():  # statistics and scales away from 0 and 1, so folding them matters
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-1, 1)
-                m.running_var.uniform_(0.5, 2)
-                if m.affine:
-                    m.weight.uniform_(-2, 2)
-    model.eval()
-    x = torch.randn(3, 2, 9, 9, generator=seeded(1))
-    fast = gradients.for_input_gradients(model)
-    assert fast is not model
-    called = [fast.get_submodule(n.target) for n in fast.graph.nodes if n.op == "call_module"]
-    assert not any(isinstance(m, (nn.Conv2d, nn.BatchNorm2d)) for m in called)  # all wrapped
-    with torch.no_grad():
-        assert torch.equal(fast(x), model(x))
-    assert rel_diff(gradients.gradient(fast, x, [0, 1, 2]),
-                    gradients.gradient(model, x, [0, 1, 2])) <= 1e-6
-
-
-def test_input_gradient_copy_is_the_model_when_it_cannot_be_made():
-    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten())
-    assert gradients.for_input_gradients(model.train()) is model  # batch statistics
-    model.eval()
-    handle = model[0].register_forward_hook(lambda *args: None)
-    assert gradients.for_input_gradients(model) is model  # a hook would be bypassed
-    handle.remove()
-    assert gradients.for_input_gradients(model) is not model
-    linear = nn.Sequential(nn.Flatten(), nn.Linear(4, 2)).eval()
-    assert gradients.for_input_gradients(linear) is linear  # no convolution
-
-    class DataDependent(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(1, 1, 3)
-
-        def forward(self, x):
-            return self.conv(x) if x.sum() > 0 else -self.conv(x)
-
-    odd = DataDependent().eval()
-    assert gradients.for_input_gradients(odd) is odd  # torch.fx cannot trace it
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.Tanh(), nn.Flatten(), nn.Linear(3 * 4 * 4, 4))
+    x = torch.rand(2, 1, 6, 6, generator=seeded(1))
+    alphas, weights = gradients.quadrature("riemann_middle", 7)
+    by_hand = sum(w * gradients.gradient(model, a * x, [1, 3]) for a, w in zip(alphas, weights))
+    for batch_size in (None, 2, 3, 14):
+        ours = gradients.integrated_gradients(model, x, [1, 3], steps=7,
+                                              method="riemann_middle", batch_size=batch_size)
+        assert torch.allclose(ours, by_hand * x, atol=1e-6), batch_size
 
 
 def test_noise_around_integrated_gradients_matches_captum():
@@ -643,13 +529,6 @@ def test_bad_options_give_clear_errors():
         gradients.integrated_gradients(model, x, [0, 1, 1])
     with pytest.raises(TypeError, match="integer class"):
         gradients.smoothgrad(model, x, torch.tensor([0.5, 1.0]), samples=1)
-
-
-def test_auto_batch_size_chunks_big_inputs_and_not_small_ones():
-    assert gradients.auto_batch_size(torch.zeros(1, 1, 32, 32), 50) == 50
-    big = gradients.auto_batch_size(torch.zeros(1, 3, 224, 224), 50)
-    assert 1 <= big < 50
-    assert gradients.auto_batch_size(torch.zeros(1, 3, 2048, 2048), 50) == 1
 
 
 # ------------------------------------------------------------------------- the limits

@@ -18,7 +18,7 @@ NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("[0-9][0-9]
 
 def test_there_are_chapter_notebooks():
     names = [nb.name for nb in NOTEBOOKS]
-    assert "00_welcome.ipynb" in names and "01_local_vs_global.ipynb" in names
+    assert "00_welcome.ipynb" in names and "01_local_global.ipynb" in names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -8,6 +8,7 @@ import torchvision
 from conftest import TinyLinear
 from xai_course import perturbation, zoo
 from xai_course.convention import unchanged
+from xai_course.images import gaussian_blur
 from xai_course.perturbation import count_passes
 
 
@@ -119,15 +120,15 @@ def test_occlusion_target_out_of_range_leaves_the_model(assert_unchanged):
 
 # --------------------------------------------------------------------------- building blocks
 def test_gaussian_blur_matches_torchvision_and_keeps_constants():
-    from torchvision.transforms.functional import gaussian_blur
+    from torchvision.transforms import functional as tv
 
     torch.manual_seed(3)
     x = torch.rand(2, 3, 20, 24)
-    ours = perturbation.gaussian_blur(x, 1.5)
-    assert torch.allclose(ours, gaussian_blur(x, kernel_size=11, sigma=1.5), atol=1e-6)
+    ours = gaussian_blur(x, 1.5)
+    assert torch.allclose(ours, tv.gaussian_blur(x, kernel_size=11, sigma=1.5), atol=1e-6)
     grey = torch.full((1, 3, 16, 16), 0.4)
-    assert torch.allclose(perturbation.gaussian_blur(grey, 3.0), grey)  # reflected border
-    dark = perturbation.gaussian_blur(grey, 3.0, border="zeros")  # black beyond the border
+    assert torch.allclose(gaussian_blur(grey, 3.0), grey)  # reflected border
+    dark = gaussian_blur(grey, 3.0, border="zeros")  # black beyond the border
     assert dark[0, 0, 0, 0] < 0.25 and abs(dark[0, 0, 8, 8].item() - 0.4) < 0.01
 
 
@@ -230,7 +231,7 @@ def test_meaningful_perturbation_pointing_game_on_cluttered_digits(capsys):
     model = zoo.load_model("cluttered-digits", device="cpu")
     data = zoo.dataset("cluttered-digits", n=100)
     masks = perturbation.meaningful_perturbation(model, data.x, data.y, steps=30, lr=0.2)
-    heat = perturbation.gaussian_blur((1 - masks)[:, None], 2.0)[:, 0]
+    heat = gaussian_blur((1 - masks)[:, None], 2.0)[:, 0]
     points = heat.flatten(1).argmax(dim=1)
     digit = data.mask.flatten(1) > 0.5
     ours = digit.gather(1, points[:, None]).float().mean().item()

@@ -41,12 +41,12 @@ from tqdm.auto import tqdm
 from .convention import (
     Option,
     check_model_and_inputs,
+    check_positive_int,
     check_target,
-    folded_copy,
-    inference_batch_size,
     model_device,
     options,
     reference,
+    rows_per_pass,
     unchanged,
 )
 
@@ -369,28 +369,23 @@ def _mask(A: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
 
 def _masked_scores(model: nn.Module, inputs: torch.Tensor, maps: LayerMaps,
                    channels: torch.Tensor, batch_size: int | None,
-                   progress) -> torch.Tensor:
+                   progress: bool) -> torch.Tensor:
     """S_c(x_n * H_nk) for the channels k = channels[n] of every example n: (N, len(channels)).
 
     The cost of Score-CAM: one forward pass per channel, `batch_size` masked inputs at a time,
-    in inference mode, channels-last (faster convolutions on CPU), BatchNorm folded. A
-    constant map gives the all-zero mask; its score is the same for every such channel and
-    is computed once per example.
+    in inference mode. A constant map gives the all-zero mask; its score is the same for
+    every such channel and is computed once per example.
     """
     if batch_size is None:
-        batch_size = inference_batch_size(inputs)
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+        batch_size = rows_per_pass(inputs, backward=False)
+    check_positive_int(batch_size, "batch_size")
     if inputs.ndim != 4:
         raise ValueError(f"Score-CAM masks image inputs (N, C, H, W); got shape "
                          f"{tuple(inputs.shape)}")
     n, k = channels.shape
     scores = torch.empty(n, k, dtype=maps.activations.dtype, device=inputs.device)
     chunks = range(0, k, batch_size)
-    total, done = n * len(chunks), 0
-    fast = folded_copy(model, channels_last=True) if n * k >= 64 else model
-    layout = torch.channels_last
-    with tqdm(total=total, desc="score-cam", disable=progress is not True) as bar, \
+    with tqdm(total=n * len(chunks), desc="score-cam", disable=not progress) as bar, \
             torch.inference_mode():
         for i in range(n):
             x, c = inputs[i:i + 1], maps.target[i]
@@ -401,25 +396,20 @@ def _masked_scores(model: nn.Module, inputs: torch.Tensor, maps: LayerMaps,
                 empty = masks.flatten(1).amax(dim=1) == 0
                 out = scores[i, first:first + batch_size]
                 if not empty.all():
-                    batch = (x * masks[~empty, None]).contiguous(memory_format=layout)
-                    out[~empty] = fast(batch)[:, c].to(out.dtype)
+                    out[~empty] = model(x * masks[~empty, None])[:, c].to(out.dtype)
                 if empty.any():
                     if blank is None:
-                        blank = fast(torch.zeros_like(x).contiguous(memory_format=layout))[0, c]
+                        blank = model(torch.zeros_like(x))[0, c]
                     out[empty] = blank.to(out.dtype)
-                done += 1
                 bar.update()
-                if callable(progress):
-                    progress(done, total)
     return scores
 
 
 def score_cam_weights(model: nn.Module, inputs: torch.Tensor, maps: LayerMaps,
-                      batch_size: int | None = None, progress=False) -> torch.Tensor:
+                      batch_size: int | None = None, progress: bool = False) -> torch.Tensor:
     """Score-CAM: alpha_ck = softmax_k S_c(x * H_k), H_k = minmax(upsample(A_k)).
 
-    progress: True for a tqdm bar, or a function called as progress(done, total) after each
-    batch (the explorer's progress bar).
+    progress: a tqdm bar over the masked passes.
     """
     n, k = maps.activations.shape[:2]
     every = torch.arange(k, device=inputs.device).expand(n, k)
@@ -431,7 +421,7 @@ def score_cam_weights(model: nn.Module, inputs: torch.Tensor, maps: LayerMaps,
 def score_cam_topk_weights(model: nn.Module, inputs: torch.Tensor, maps: LayerMaps,
                            k: int = 32, rank: str = "activation",
                            batch_size: int | None = None,
-                           progress=False) -> torch.Tensor:
+                           progress: bool = False) -> torch.Tensor:
     """Score-CAM's weights for k chosen channels (softmax over those k), 0 for the others.
 
     rank="activation": the k maps with the largest mean activation; "grad_cam": the k largest
@@ -439,8 +429,7 @@ def score_cam_topk_weights(model: nn.Module, inputs: torch.Tensor, maps: LayerMa
     """
     if rank not in ("activation", "grad_cam"):
         raise ValueError(f"rank must be 'activation' or 'grad_cam', got {rank!r}")
-    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-        raise ValueError(f"k must be a positive int, got {k!r}")
+    check_positive_int(k, "k")
     strength = maps.activations.mean(dim=(2, 3))
     if rank == "grad_cam":
         strength = grad_cam_weights(model, inputs, maps) * strength
@@ -451,19 +440,6 @@ def score_cam_topk_weights(model: nn.Module, inputs: torch.Tensor, maps: LayerMa
 
 
 # --------------------------------------------------------------------------- the methods
-def _captum_grad_cam(model, inputs, target, layer=None, relu=True, upsample="bilinear",
-                     normalize=None, **ignored):
-    """Captum LayerGradCam(relu_attributions=relu) -> LayerAttribution.interpolate -> min-max."""
-    from captum.attr import LayerAttribution, LayerGradCam
-
-    _, module = _resolve_layer(model, inputs, layer)
-    with unchanged(model):
-        attr = LayerGradCam(model, module).attribute(inputs, target=target,
-                                                     relu_attributions=relu)
-    if upsample is not None:
-        attr = LayerAttribution.interpolate(attr, tuple(inputs.shape[2:]), upsample)
-    attr = attr[:, 0]
-    return minmax(attr) if normalize == "minmax" else attr
 
 
 _MAP_OPTIONS = (
@@ -479,7 +455,7 @@ def _uses(weights: Callable, gradients: bool, masked_passes: bool = False) -> Ca
     """Record a method's channel-weight function, for the explorer's "how the map is made".
 
     masked_passes: the weights cost one forward pass per channel, and the weight function
-    takes `progress` (the explorer shows a progress bar).
+    takes `progress` (a tqdm bar).
     """
 
     def attach(fn):
@@ -491,7 +467,7 @@ def _uses(weights: Callable, gradients: bool, masked_passes: bool = False) -> Ca
     return attach
 
 
-@reference(_captum_grad_cam, "Captum LayerGradCam (= CAM on a GAP + linear head)")
+@reference("captum_grad_cam", "Captum LayerGradCam (= CAM on a GAP + linear head)")
 @options(*_MAP_OPTIONS)
 @_uses(cam_weights, gradients=False)
 def cam(model: nn.Module, inputs: torch.Tensor, target, layer=None, relu: bool = True,
@@ -514,7 +490,7 @@ def cam(model: nn.Module, inputs: torch.Tensor, target, layer=None, relu: bool =
     return weighted_sum(cam_weights(model, inputs, maps), maps, relu, upsample, normalize)
 
 
-@reference(_captum_grad_cam, "Captum LayerGradCam")
+@reference("captum_grad_cam", "Captum LayerGradCam")
 @options(*_MAP_OPTIONS)
 @_uses(grad_cam_weights, gradients=True)
 def grad_cam(model: nn.Module, inputs: torch.Tensor, target, layer=None, relu: bool = True,
@@ -563,7 +539,7 @@ def grad_cam_pp(model: nn.Module, inputs: torch.Tensor, target, layer=None, relu
 @_uses(score_cam_weights, gradients=False, masked_passes=True)
 def score_cam(model: nn.Module, inputs: torch.Tensor, target, layer=None, relu: bool = True,
               upsample: str | None = "bilinear", normalize: str | None = None,
-              batch_size: int | None = None, progress=False) -> torch.Tensor:
+              batch_size: int | None = None, progress: bool = False) -> torch.Tensor:
     """Score-CAM: weight each map by the score of the input it masks. No gradients.
 
         H_k = minmax(upsample(A_k)),   alpha_ck = softmax_k S_c(x * H_k),
@@ -579,8 +555,7 @@ def score_cam(model: nn.Module, inputs: torch.Tensor, target, layer=None, relu: 
     logit and the weights are its softmax over the channels (the authors' code weights each
     map by the class's softmax probability instead); masks are upsampled bilinearly with
     align_corners=True. batch_size: masked inputs per forward pass (None:
-    `inference_batch_size`, 8 at 224 x 224). progress: True (a tqdm bar) or a function
-    progress(done, total).
+    `convention.rows_per_pass`, 8 at 224 x 224). progress: a tqdm bar over the passes.
     """
     maps = layer_maps(model, inputs, target, layer, gradients=False)
     weights = score_cam_weights(model, inputs, maps, batch_size=batch_size, progress=progress)
@@ -595,7 +570,7 @@ def score_cam(model: nn.Module, inputs: torch.Tensor, target, layer=None, relu: 
 def score_cam_topk(model: nn.Module, inputs: torch.Tensor, target, layer=None, relu: bool = True,
                    upsample: str | None = "bilinear", normalize: str | None = None, k: int = 32,
                    rank: str = "activation", batch_size: int | None = None,
-                   progress=False) -> torch.Tensor:
+                   progress: bool = False) -> torch.Tensor:
     """An APPROXIMATION of Score-CAM: only k channels are scored, the others weigh 0.
 
         alpha_ck = softmax over the chosen k of S_c(x * H_k);  0 for the other channels

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,8 +21,11 @@ def _lab(args) -> int:
     if not notebooks.is_dir():
         print(f"no notebooks folder at {notebooks}; pass --notebooks PATH", file=sys.stderr)
         return 2
-    return subprocess.call([sys.executable, "-m", "jupyter", "lab", "--ip=127.0.0.1",
-                            f"--notebook-dir={notebooks}"])
+    command = [sys.executable, "-m", "jupyter", "lab", "--ip=127.0.0.1",
+               f"--notebook-dir={notebooks}"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:  # Docker, many lab machines
+        command.append("--allow-root")  # Jupyter refuses to start as root without it
+    return subprocess.call(command)
 
 
 def _train(args) -> int:
@@ -87,7 +91,8 @@ def main(argv=None) -> int:
     bench_cmd = commands.add_parser("bench", help="time ours against the reference")
     bench_cmd.add_argument("chapter", choices=list(bench.CHAPTERS))
     bench_cmd.add_argument("--device", default=None, help="cpu or cuda (default: cuda if any)")
-    bench_cmd.add_argument("--repeat", type=int, default=3)
+    bench_cmd.add_argument("--repeat", type=int, default=5,
+                           help="timed runs a side, alternating; their medians are compared")
     bench_cmd.add_argument("--quick", action="store_true", help="embedded models only")
     bench_cmd.add_argument("--only", default=None, metavar="TEXT",
                            help="only the cases whose name contains TEXT, e.g. 'resnet18'")

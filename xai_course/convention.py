@@ -11,23 +11,22 @@ and this module holds the few pieces they all share:
 - `unchanged(model)`: a method leaves the model exactly as it found it (parameters'
   `requires_grad` flags, train/eval mode, no hooks left behind), also when it raises;
 - `Option` and `options(...)`: a method declares its options once, so an explorer can build
-  its controls from them instead of by hand.
+  its controls from them instead of by hand;
+- `reference(...)`: which reference implementation (xai_course/references.py) a method is
+  checked against;
+- `rows_per_pass`: the one batch-size policy of the methods that run the model many times.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import itertools
-import threading
-import weakref
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-import torch.fx
-import torch.nn.utils.fusion
 from torch import nn
 
 __all__ = [
@@ -39,8 +38,8 @@ __all__ = [
     "unchanged",
     "class_scores",
     "forward",
-    "folded_copy",
-    "inference_batch_size",
+    "rows_per_pass",
+    "check_positive_int",
     "model_device",
     "reference",
     "model_state",
@@ -184,19 +183,8 @@ def check_target(target, n: int, num_classes: int, device: torch.device) -> torc
     return t
 
 
-def forward(model: nn.Module, inputs: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
-    """model(inputs), with a clear error when the model cannot take inputs of this shape.
-
-    channels_last: hand a batch of images (N, C, H, W) to the model in channels-last memory
-    order, which CPU convolutions run faster (the same numbers up to float rounding, about
-    1e-7 relative). A model that cannot take that order (a .view() of a convolution's
-    output) gets the usual one.
-    """
-    if channels_last and inputs.ndim == 4:
-        try:
-            return model(inputs.contiguous(memory_format=torch.channels_last))
-        except RuntimeError:
-            pass  # the model's own error, if any, is raised by the plain call below
+def forward(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """model(inputs), with a clear error when the model cannot take inputs of this shape."""
     try:
         return model(inputs)
     except RuntimeError as error:
@@ -207,145 +195,54 @@ def forward(model: nn.Module, inputs: torch.Tensor, channels_last: bool = False)
                          f"expects") from error
 
 
-def has_hooks(model: nn.Module) -> bool:
-    """True when any module of `model` has a forward, forward-pre, backward or backward-pre hook."""
-    return any(count != (0, 0, 0, 0) for count in _hook_counts(model))
+# Input values one pass takes: with gradients (activations kept for the backward pass) and
+# without (inference mode). `xai-course bench` measures what these choices cost.
+BACKWARD_VALUES = 800_000  # 5 images of 3 x 224 x 224
+FORWARD_VALUES = 1_250_000  # 8 images of 3 x 224 x 224
+GPU_SCALE = 5  # a GPU takes batches this many times larger
 
 
-# Held by an explorer while it computes on its worker thread (widgets/base.py), and by
-# `traced_graph` while torch.fx traces: tracing patches torch.nn.Module.__call__ for the whole
-# process, and a model run meanwhile on another thread would go through the tracer and fail.
-MODEL_LOCK = threading.RLock()
+def rows_per_pass(inputs: torch.Tensor, rows: int | None = None, backward: bool = True) -> int:
+    """How many rows (inputs of the shape of one example) one forward pass should take, for
+    the methods that run the model many times (IG's path points, SmoothGrad's noisy copies,
+    occlusion's and Score-CAM's masked copies, LIME's samples).
 
-# model -> (its module tree when traced, its torch.fx graph or None when it cannot be traced)
-_TRACED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _module_tree(model: nn.Module) -> list[tuple]:
-    # with each module's mode: a module's forward may branch on self.training
-    return [(name, id(m), type(m), m.training) for name, m in model.named_modules()]
-
-
-def traced_graph(model: nn.Module, wait: bool = True) -> torch.fx.Graph | None:
-    """The torch.fx graph of `model`'s forward, traced once and kept while the model's module
-    tree stays the same (the same modules under the same names, in the same train/eval
-    modes); None if it cannot be traced (data-dependent control flow, ...).
-
-    Only the main thread traces, holding MODEL_LOCK, so that no explorer runs a model
-    meanwhile; another thread (an explorer's worker) gets the graph traced before, or None.
-    wait=False: don't wait for MODEL_LOCK (an explorer computing); None if it is taken.
-    Explorers call it when they build a request, so that their workers find the graph.
-    (A forward changed in place, by assigning a new `model.forward`, is not noticed.)
+    At most BACKWARD_VALUES input values a pass when gradients flow back (FORWARD_VALUES
+    without), times GPU_SCALE on a GPU, and at least one row. On a CPU several moderate
+    passes beat one huge one, whose activations do not fit in the caches; and memory stays
+    bounded. A 3 x 224 x 224 image goes 5 rows a pass with gradients, 8 without; a 1 x 32 x 32
+    digit 781 with gradients. rows: how many there are in all; they are then split into
+    equal passes (25 rows at most 6 a pass: 5 passes of 5).
     """
-    tree = _module_tree(model)
-    known = _TRACED.get(model)
-    if known is not None and known[0] == tree:
-        return known[1]
-    if threading.current_thread() is not threading.main_thread():
+    per_row = max(1, inputs[0].numel())
+    budget = BACKWARD_VALUES if backward else FORWARD_VALUES
+    if inputs.device.type == "cuda":
+        budget *= GPU_SCALE
+    most = max(1, budget // per_row)
+    if rows is None:
+        return most
+    check_positive_int(rows, "rows")
+    most = min(rows, most)
+    return math.ceil(rows / math.ceil(rows / most))
+
+
+def check_positive_int(value, name: str, allow_none: bool = False):
+    """Return `value` if it is a positive int (not a bool), or None when `allow_none`; else raise
+    a ValueError that names the option and what is valid."""
+    if value is None and allow_none:
         return None
-    if not MODEL_LOCK.acquire(blocking=wait):
-        return None
-    try:
-        graph = torch.fx.Tracer().trace(model)
-    except Exception:  # not traceable: the callers use the model itself
-        graph = None
-    finally:
-        MODEL_LOCK.release()
-    _TRACED[model] = (tree, graph)
-    return graph
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        valid = "a positive int or None" if allow_none else "a positive int"
+        raise ValueError(f"{name} must be {valid}, got {value!r}")
+    return value
 
 
-def graph_copy(model: nn.Module, kind: type[nn.Module]) -> torch.fx.GraphModule | None:
-    """A torch.fx graph module of `model` sharing its modules, to rewrite some of them in a
-    copy (`folded_copy`, `gradients.for_input_gradients`); None when no copy should be made:
-    a module in train mode, a hook (the copy would skip it), no module of type `kind` to
-    rewrite, or no graph (see `traced_graph`: a model torch.fx cannot trace, or a worker
-    thread asking for a model the main thread has not traced).
-    """
-    if any(m.training for m in model.modules()) or has_hooks(model) or not any(
-            isinstance(m, kind) for m in model.modules()):
-        return None
-    graph = traced_graph(model)
-    if graph is None:
-        return None
-    return torch.fx.GraphModule(model, copy.deepcopy(graph))  # the callers rewrite the copy
-
-
-def folded_copy(model: nn.Module, channels_last: bool = False) -> nn.Module:
-    """The model for many passes: each BatchNorm folded into the convolution before it.
-
-    In eval mode a BatchNorm is an affine map per channel, gamma (z - mu) / sigma + beta, and
-    a convolution followed by it is another convolution: weight W gamma / sigma, bias
-    (b - mu) gamma / sigma + beta. The folded network computes the same function (up to float
-    rounding, about 1e-7 relative) with one pass over memory less per layer forward and
-    backward, and keeps no BatchNorm inputs for the backward pass (less memory).
-
-    The copy is cheap: torch.fx traces the model into a graph that shares the original's
-    modules, and only the folded convolutions are new (their parameters do not require
-    grad). channels_last: store those convolutions' weights channels-last, for inputs in that
-    order. The model itself is returned, unchanged, when there is nothing to fold, when it is
-    in train mode or carries hooks (a copy would skip them), or when torch.fx cannot trace it.
-    """
-    graph_module = graph_copy(model, nn.BatchNorm2d)
-    if graph_module is None:
-        return model
-    modules = dict(graph_module.named_modules())
-    folded = 0
-    for node in list(graph_module.graph.nodes):
-        conv_node = node.args[0] if node.op == "call_module" and node.args else None
-        if not (isinstance(modules.get(node.target), nn.BatchNorm2d)
-                and isinstance(conv_node, torch.fx.Node) and conv_node.op == "call_module"
-                and type(modules.get(conv_node.target)) is nn.Conv2d
-                and len(conv_node.users) == 1):
-            continue
-        conv, bn = modules[conv_node.target], modules[node.target]
-        if not bn.track_running_stats or bn.running_mean is None:
-            continue
-        with torch.no_grad():
-            weight, bias = torch.nn.utils.fusion.fuse_conv_bn_weights(
-                conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight,
-                bn.bias)
-        if channels_last:
-            weight = weight.contiguous(memory_format=torch.channels_last)
-        new = torch.nn.utils.skip_init(
-            nn.Conv2d, conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
-            padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=True,
-            padding_mode=conv.padding_mode, device=weight.device, dtype=weight.dtype)
-        new.weight = nn.Parameter(weight.detach(), requires_grad=False)
-        new.bias = nn.Parameter(bias.detach(), requires_grad=False)
-        # the graph module's containers are its own: this does not touch the original model
-        graph_module.add_submodule(conv_node.target, new)
-        node.replace_all_uses_with(conv_node)
-        graph_module.graph.erase_node(node)
-        folded += 1
-    if not folded:
-        return model
-    graph_module.delete_all_unused_submodules()
-    graph_module.recompile()
-    return graph_module
-
-
-def inference_batch_size(inputs: torch.Tensor, values: int = 1_250_000, most: int = 64) -> int:
-    """How many copies of one example a forward pass without gradients should take, for the
-    methods that run the model many times (occlusion, Score-CAM): about `values` input values,
-    at most `most`: 8 copies of a 3 x 224 x 224 image, 64 of a 1 x 32 x 32 digit.
-
-    Moderate batches are the fastest on a CPU, because their activations stay in the caches:
-    ResNet-18's forward pass at 224 x 224 on a 2-core CPU takes 17.3 ms an image in batches of
-    8, 17.8 in batches of 16 and 18.9 in batches of 32 (best of 12 runs, interleaved).
-    """
-    per_example = max(1, inputs[0].numel())
-    return max(1, min(most, values // per_example))
-
-
-def class_scores(model: nn.Module, inputs: torch.Tensor, target,
-                 channels_last: bool = False) -> torch.Tensor:
+def class_scores(model: nn.Module, inputs: torch.Tensor, target) -> torch.Tensor:
     """Forward `inputs`, check `target` against the model's output and return its scores (N,).
 
     The score is the model's output (the logit) for the target class, as in Captum.
-    channels_last: as in `forward`.
     """
-    output = forward(model, inputs, channels_last)
+    output = forward(model, inputs)
     if output.ndim != 2:
         raise ValueError(f"the model must return (N, classes) scores, got shape "
                          f"{tuple(output.shape)}")
@@ -428,16 +325,25 @@ def same_state(a: dict, b: dict) -> bool:
     )
 
 
-def reference(ref: Callable, name: str) -> Callable:
+def reference(name: str, label: str) -> Callable:
     """Record which reference implementation a method is checked against.
 
-    `ref(model, inputs, target, **options)` computes the reference's answer for the same
-    call (e.g. Captum's); explorers and `xai-course bench` use it to show the agreement.
+    name: a function of xai_course/references.py that computes the reference's answer to the
+    same call, `ref(model, inputs, target, **options)` (e.g. Captum's); label: what to call it
+    ("Captum Saliency(abs=False)"). The method gets `method.reference` (that function, looked
+    up when first called, so that the chapter modules never import the reference libraries)
+    and `method.reference_name`; the tests, the explorers and `xai-course bench` use them.
     """
 
+    def call(*args, **kwargs):
+        from . import references
+
+        return getattr(references, name)(*args, **kwargs)
+
     def attach(fn):
-        fn.reference = ref
-        fn.reference_name = name
+        call.__name__ = call.__qualname__ = name
+        fn.reference = call
+        fn.reference_name = label
         return fn
 
     return attach

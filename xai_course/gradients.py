@@ -18,37 +18,35 @@ repair helps: a gradient describes a straight line, and a network is not one.
 
 Helpers the chapter's demos use: `quadrature` (the integration rule's nodes and weights,
 Captum's exactly), `make_baseline` (black / blur / uniform / mean), `noise_level` (the
-SmoothGrad sigma), `auto_batch_size` (how many inputs go through the model at once),
-`per_token` (any method on a text model's embeddings, summed per token).
+SmoothGrad sigma), `per_token` (any method on a text model's embeddings, summed per
+token). The methods that need many gradients (the noise family, IG) call `gradient` on
+chunks of inputs, `convention.rows_per_pass` of them at a time, as Captum does.
 
 Every function is checked against its reference in tests/test_gradients.py.
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
-import operator
 import warnings
 from collections.abc import Callable
 
 import numpy as np
 import torch
-import torch.fx
 import torch.nn.functional as F
-import torch.nn.utils.fusion
 from torch import nn
 from tqdm.auto import tqdm
 
 from .convention import (
     Option,
     check_model_and_inputs,
+    check_positive_int,
     class_scores,
-    graph_copy,
     options,
     reference,
+    rows_per_pass,
     unchanged,
 )
+from .images import gaussian_blur
 
 __all__ = [
     "gradient",
@@ -63,9 +61,6 @@ __all__ = [
     "make_baseline",
     "noise_level",
     "noise_moments",
-    "auto_batch_size",
-    "for_input_gradients",
-    "split_first_layer",
     "per_token",
     "METHODS",
     "QUADRATURES",
@@ -76,42 +71,10 @@ QUADRATURES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trape
                "gausslegendre")
 BASELINES = ("black", "blur", "uniform", "mean")
 BLUR_FRACTION = 0.05  # the "blur" baseline's Gaussian sigma, as a fraction of the image side
-# Input values that go through the model in one pass when batch_size=None (see
-# auto_batch_size). Measured on a 2-core CPU (CPU time of one thread), IG-50 on ResNet-18 at
-# 224x224 takes 4.9-5.1 s at 2 to 16 images a pass, 5.3 s at 25 and 6.2 s with all 50 in one;
-# IG-200 on ResNet-50 peaks at 1.26 GB resident with 5 images a pass (through
-# `for_input_gradients`; 1.33 GB, 1.43 GB with 6 and 2.0 GB with 12 through the plain model),
-# under Binder's 2 GB. 800k values = 5 images of 3x224x224. A GPU takes more.
-CPU_BUDGET = 800_000
-GPU_BUDGET = 4_000_000
 
 
 # =========================================================================== 1. the gradient
-@contextlib.contextmanager
-def _quiet_captum():
-    """Silence Captum's notes about its own bookkeeping, not about the result: "Input Tensor
-    0 did not already require gradients" and GuidedBackprop's hook notice on every call."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Input Tensor .* did not already require")
-        warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
-        yield
-
-
-def _captum_saliency(model, inputs, target):
-    from captum.attr import Saliency
-
-    with _quiet_captum():
-        return Saliency(model).attribute(inputs, target=target, abs=False)
-
-
-def _captum_input_x_gradient(model, inputs, target):
-    from captum.attr import InputXGradient
-
-    with _quiet_captum():
-        return InputXGradient(model).attribute(inputs, target=target)
-
-
-@reference(_captum_saliency, "Captum Saliency(abs=False)")
+@reference("captum_saliency", "Captum Saliency(abs=False)")
 @options()
 def gradient(model: nn.Module, inputs: torch.Tensor, target) -> torch.Tensor:
     """The gradient ("vanilla saliency") of the class score with respect to the input.
@@ -134,7 +97,7 @@ def gradient(model: nn.Module, inputs: torch.Tensor, target) -> torch.Tensor:
     return grad
 
 
-@reference(_captum_input_x_gradient, "Captum InputXGradient")
+@reference("captum_input_x_gradient", "Captum InputXGradient")
 @options()
 def input_x_gradient(model: nn.Module, inputs: torch.Tensor, target) -> torch.Tensor:
     """Input times gradient: attr_i = x_i * dS_c(x) / dx_i.
@@ -168,219 +131,6 @@ def _rows(t: int | torch.Tensor, index: torch.Tensor | None = None, repeat: int 
     return t[index] if index is not None else t.repeat(repeat)
 
 
-def auto_batch_size(inputs: torch.Tensor, rows: int) -> int:
-    """How many inputs (rows) to push through the model at once when batch_size=None.
-
-    At most CPU_BUDGET input values per pass on the CPU (GPU_BUDGET on a GPU), at least one
-    row, and the `rows` split into equal chunks (25 rows at most 6 a pass: 5 passes of 5).
-    On a CPU, several small passes beat one huge one: the activations of a huge batch do not
-    fit in the caches; and memory stays bounded. A 3x224x224 image goes 5 rows a pass; a
-    1x32x32 digit up to 781 rows in one pass.
-    """
-    per_row = max(1, inputs[0].numel())
-    budget = GPU_BUDGET if inputs.device.type == "cuda" else CPU_BUDGET
-    most = max(1, min(rows, budget // per_row))
-    return math.ceil(rows / math.ceil(rows / most))
-
-
-class _ConvForInputGradient(torch.autograd.Function):
-    """y = layer(x) forward (the model's own layers); backward only dL/dx, no weight gradients."""
-
-    @staticmethod
-    def forward(ctx, x, layer):
-        ctx.layer, ctx.input_shape = layer, x.shape
-        return layer.layers(x)
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        return ctx.layer.input_gradient(grad_output, ctx.input_shape), None
-
-
-class _ConvForInputGradientModule(nn.Module):
-    """A convolution and the BatchNorm after it (if any): y = s (W * x) + t, linear in x."""
-
-    def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d | None):
-        super().__init__()
-        self.conv, self.bn = conv, bn
-        weight = conv.weight
-        if bn is not None:  # W s, s = gamma / sqrt(var + eps): BatchNorm's backward folded in
-            with torch.no_grad():
-                weight, _ = torch.nn.utils.fusion.fuse_conv_bn_weights(
-                    conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight,
-                    bn.bias)
-        # a plain attribute, not a parameter or buffer of the copy
-        self.folded_weight = weight.detach()
-
-    def layers(self, x):
-        return self.conv(x) if self.bn is None else self.bn(self.conv(x))
-
-    def input_gradient(self, grad_output, input_shape):
-        """dL/dx = (W s)^T dL/dy: one transposed convolution."""
-        conv = self.conv
-        return torch.nn.grad.conv2d_input(input_shape, self.folded_weight, grad_output,
-                                          conv.stride, conv.padding, conv.dilation, conv.groups)
-
-    def forward(self, x):
-        return _ConvForInputGradient.apply(x, self)
-
-
-def for_input_gradients(model: nn.Module) -> nn.Module:
-    """The model for many passes that only need dS/dx: the same forward pass, a cheaper backward.
-
-    Backpropagation through a convolution y = W * x (+ BatchNorm, y = s (W * x) + t in eval
-    mode) to its input is a transposed convolution with the weights W s: one operation, where
-    autograd runs the BatchNorm's backward and then the convolution's, and keeps both layers'
-    inputs alive for weight gradients nobody asked for. This copy (a torch.fx graph sharing
-    the model's modules; nothing of the model changes) runs each convolution and BatchNorm
-    forward exactly as the model does, so every ReLU takes the same branch and the score is
-    the same bit for bit; only the backward pass rounds differently (about 1e-7 relative).
-    About 5% less time a pass on ResNets on a CPU, and less memory.
-
-    The model itself is returned when it is such a copy already (SmoothGrad around IG hands
-    its copy to IG), when there is no convolution to rewrite, when it is in train mode or
-    carries hooks (hooks could see or change what the copy skips), or when torch.fx cannot
-    trace it.
-    """
-    if any(isinstance(m, _ConvForInputGradientModule) for m in model.modules()):
-        return model
-    graph_module = graph_copy(model, nn.Conv2d)
-    if graph_module is None:
-        return model
-    modules = dict(graph_module.named_modules())
-    graph = graph_module.graph
-    rewritten = 0
-    for node in list(graph.nodes):
-        conv = modules.get(node.target) if node.op == "call_module" else None
-        if type(conv) is not nn.Conv2d or conv.padding_mode != "zeros" or len(node.args) != 1:
-            continue
-        users = list(node.users)
-        bn_node = users[0] if len(users) == 1 and users[0].op == "call_module" else None
-        bn = modules.get(bn_node.target) if bn_node is not None else None
-        if not (isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats
-                and bn.running_var is not None):
-            bn, bn_node = None, None
-        name = f"input_gradient_{rewritten}"
-        graph_module.add_submodule(name, _ConvForInputGradientModule(conv, bn))
-        with graph.inserting_after(bn_node or node):
-            new = graph.call_module(name, node.args)
-        (bn_node or node).replace_all_uses_with(new)
-        if bn_node is not None:
-            graph.erase_node(bn_node)
-        graph.erase_node(node)
-        rewritten += 1
-    if not rewritten:
-        return model
-    graph_module.recompile()
-    return graph_module
-
-
-class _NoFirstLayer(nn.Module):
-    """What `split_first_layer` gives for a model it cannot split: x itself, dS/dx itself."""
-
-    def forward(self, x):
-        return x
-
-    def input_gradient(self, grad_output, input_shape):
-        return grad_output
-
-
-class _FirstLayer(nn.Module):
-    """x -> z: a model's layers from its input to its first convolution (+ BatchNorm), each
-    affine in x: z = A x + b."""
-
-    def __init__(self, layers: nn.Module):
-        super().__init__()
-        self.layers = layers
-
-    def forward(self, x):
-        return self.layers(x)
-
-    def input_gradient(self, grad_output, input_shape):
-        """dL/dx = A^T dL/dz. A does not depend on x: backpropagate from any x, here x = 0."""
-        x = grad_output.new_zeros(input_shape).requires_grad_(True)
-        with torch.enable_grad():
-            (grad,) = torch.autograd.grad(self.layers(x), x, grad_output)
-        return grad
-
-
-_AFFINE = (operator.add, operator.sub, operator.mul, operator.truediv)
-
-
-def _first_layer_nodes(graph_module: torch.fx.GraphModule) -> list[torch.fx.Node] | None:
-    """The graph's nodes from its input to its first convolution (the last node listed), when
-    each is affine in the one before and only the next one uses it: x + c, x - c, c - x,
-    x * c, c * x, x / c with c a number or a tensor of the model (an input normalisation,
-    as `zoo.imagenet.ImageNetClassifier` has), then the convolution; else None."""
-    inputs = [node for node in graph_module.graph.nodes if node.op == "placeholder"]
-    if len(inputs) != 1:
-        return None
-    nodes, node = [], inputs[0]
-    while len(node.users) == 1:
-        (user,) = node.users
-        if user.kwargs:
-            return None
-        if user.op == "call_module" and user.args == (node,) and isinstance(
-                graph_module.get_submodule(user.target), _ConvForInputGradientModule):
-            return nodes + [user]
-        others = [arg for arg in user.args if arg is not node]
-        constant = len(others) == 1 and (isinstance(others[0], (int, float)) or (
-            isinstance(others[0], torch.fx.Node) and others[0].op == "get_attr"))
-        if not (user.op == "call_function" and user.target in _AFFINE and len(user.args) == 2
-                and constant and (user.target is not operator.truediv or user.args[0] is node)):
-            return None
-        nodes.append(user)
-        node = user
-    return None
-
-
-def split_first_layer(net: nn.Module) -> tuple[nn.Module, nn.Module]:
-    """(first, rest) with net(x) = rest(first(x)), where `first` is a `for_input_gradients`
-    copy's first layer: a convolution (+ BatchNorm) that alone reads the input, after an
-    input normalisation if there is one.
-
-    That layer is affine, z = A x + b, so the input gradient of a *weighted sum* of scores
-    over many inputs x_k needs its backward pass only once:
-
-        sum_k w_k dS/dx(x_k) = A^T sum_k w_k dS/dz(z_k),   z_k = first(x_k)
-
-    `first.input_gradient(g, x.shape)` applies A^T. Integrated Gradients' path sum and
-    SmoothGrad's mean are such sums: backpropagating only to z and summing there skips one
-    backward pass through the first layer a point (about 10% of a ResNet-18 pass, whose
-    7x7 convolution of 3 channels is slow to run backwards). The forward pass, and so every
-    ReLU's branch, is the model's own; only the rounding of the sum changes (about 1e-7).
-
-    When `net` does not start that way (not a `for_input_gradients` copy, an input used
-    twice, a first layer that is not a convolution): `first` is the identity and `rest`
-    is `net`, and the same code computes the plain sum of input gradients.
-    """
-    nodes = _first_layer_nodes(net) if isinstance(net, torch.fx.GraphModule) else None
-    if nodes is None:
-        return _NoFirstLayer(), net
-    # the first layer: the input, those nodes and the model's constants they read
-    first = torch.fx.Graph()
-    values = {}
-    for node in net.graph.nodes:
-        if node.op == "placeholder" or node in nodes or (
-                node.op == "get_attr" and any(user in nodes for user in node.users)):
-            values[node] = first.node_copy(node, values.__getitem__)
-    first.output(values[nodes[-1]])
-    # the rest: the same graph, fed z; a copy of z, as the next layer may change it in place
-    # (ResNet's ReLU does), which autograd forbids on an input leaf
-    rest = torch.fx.Graph()
-    values = {nodes[-1]: rest.call_method("clone", (rest.placeholder("z"),))}
-    for node in net.graph.nodes:
-        if node.op != "placeholder" and node not in values and node not in nodes:
-            values[node] = rest.node_copy(node, values.__getitem__)
-    return _FirstLayer(torch.fx.GraphModule(net, first)), torch.fx.GraphModule(net, rest)
-
-
-def _check_batch_size(batch_size) -> None:
-    if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool)
-                                   or batch_size < 1):
-        raise ValueError(f"batch_size must be a positive int or None (automatic), got "
-                         f"{batch_size!r}")
-
-
 # ====================================================================== 2. SmoothGrad family
 def noise_level(inputs: torch.Tensor, sigma: float | None = None,
                 sigma_fraction: float = 0.15) -> torch.Tensor:
@@ -406,24 +156,20 @@ def noise_level(inputs: torch.Tensor, sigma: float | None = None,
 def noise_moments(model: nn.Module, inputs: torch.Tensor, target, base="gradient",
                   samples: int = 25, sigma: float | None = None, sigma_fraction: float = 0.15,
                   batch_size: int | None = None, generator: torch.Generator | None = None,
-                  progress: bool = False, base_options: dict | None = None,
-                  squares: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+                  progress: bool = False, base_options: dict | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """E[a] and E[a^2] over `samples` noisy copies of each example, a = base(x + eps): the
     two sums that `smoothgrad`, `smoothgrad_sq` and `vargrad` are made of (options as there).
-    squares=False: E[a] only (E[a^2] is None); for the gradient, E[a] is then summed at the
-    first layer's output (see `split_first_layer`).
 
     The copies are made in Captum NoiseTunnel's order (all copies of example 0, then of
     example 1, ...) and each copy's noise is drawn by its own `torch.randn` call: the noise
     does not depend on `batch_size`, and on the CPU with the same random state (and a number
-    of features divisible by 16) it is Captum's noise, draw for draw. More than one pass: the
-    passes run through `for_input_gradients(model)`, as in `integrated_gradients`.
+    of features divisible by 16) it is Captum's noise, draw for draw.
     """
     inputs = check_model_and_inputs(model, inputs)
     base = _base_method(base)
-    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
-        raise ValueError(f"samples must be a positive int, got {samples!r}")
-    _check_batch_size(batch_size)
+    check_positive_int(samples, "samples")
+    check_positive_int(batch_size, "batch_size", allow_none=True)
     base_options = base_options or {}
     if base_options.get("return_delta"):
         raise ValueError("return_delta is not available through the noise: call "
@@ -433,30 +179,21 @@ def noise_moments(model: nn.Module, inputs: torch.Tensor, target, base="gradient
     std = noise_level(x, sigma, sigma_fraction)
     t = _per_example_target(target, n, device)
     copies = n * samples  # copy r is a noisy version of example r // samples
-    rows = batch_size or auto_batch_size(x, copies)
-    shape = (1,) + tuple(x.shape[1:])
-    starts = range(0, copies, rows)
-    net = for_input_gradients(model) if len(starts) > 1 else model  # several passes
-    # net(x) = rest(first(x)); a sum of gradients can stop at z = first(x)
-    first, rest = split_first_layer(net) if base is gradient and not squares \
-        else (_NoFirstLayer(), net)
-    total, total_sq = None, None  # sums of a (at z) and a^2 over each example's copies
-    for start in tqdm(starts, desc=base.__name__, disable=not progress, leave=False):
+    rows = batch_size or rows_per_pass(x, copies)
+    one = (1,) + tuple(x.shape[1:])
+    total, total_sq = None, None  # sums of a and a^2 over each example's copies
+    for start in tqdm(range(0, copies, rows), desc=base.__name__, disable=not progress,
+                      leave=False):
         index = torch.arange(start, min(start + rows, copies), device=device) // samples
-        noise = torch.cat([torch.randn(shape, generator=generator, dtype=x.dtype, device=device)
-                           for _ in range(len(index))])
+        noise = torch.cat([torch.randn(one, generator=generator, dtype=x.dtype, device=device)
+                           for _ in index])
         noisy = x[index] + noise * std[index].view(-1, *[1] * (x.ndim - 1))
-        with torch.no_grad():
-            z = first(noisy)
-        a = base(rest, z, _rows(t, index), **base_options)
+        a = base(model, noisy, _rows(t, index), **base_options)
         if total is None:
-            total = a.new_zeros((n, *a.shape[1:]))
-            total_sq = torch.zeros_like(total) if squares else None
+            total, total_sq = a.new_zeros((n, *a.shape[1:])), a.new_zeros((n, *a.shape[1:]))
         total.index_add_(0, index, a)
-        if squares:
-            total_sq.index_add_(0, index, a * a)
-    mean = first.input_gradient(total, x.shape) / samples
-    return mean, total_sq / samples if squares else None
+        total_sq.index_add_(0, index, a * a)
+    return total / samples, total_sq / samples
 
 
 def _base_method(base) -> Callable:
@@ -465,61 +202,6 @@ def _base_method(base) -> Callable:
     if base not in METHODS or base in ("smoothgrad", "smoothgrad_sq", "vargrad"):
         raise ValueError(f"base must be one of {list(BASE_METHODS)} or a method, got {base!r}")
     return METHODS[base]
-
-
-def _captum_algorithm(base, model, base_options: dict, inputs: torch.Tensor, generator=None):
-    """Captum's attribution object for one of our base methods, and its keyword arguments."""
-    from captum.attr import GuidedBackprop, InputXGradient, IntegratedGradients, Saliency
-
-    base = _base_method(base)
-    if base is gradient:
-        return Saliency(model), {"abs": False}
-    if base is input_x_gradient:
-        return InputXGradient(model), {}
-    if base is guided_backprop:
-        return GuidedBackprop(model), {}
-    if base is integrated_gradients:
-        o = dict(base_options)
-        baseline = o.get("baseline")
-        if isinstance(baseline, str) and baseline != "black":
-            raise ValueError("Captum's NoiseTunnel takes a fixed baseline; a named baseline "
-                             "other than 'black' depends on each noisy copy")
-        return IntegratedGradients(model), {
-            "baselines": make_baseline(inputs, baseline, generator),
-            "n_steps": o.get("steps", 50), "method": o.get("method", "gausslegendre"),
-            "internal_batch_size": o.get("batch_size")}
-    raise ValueError(f"no Captum counterpart for {base!r}")
-
-
-def _captum_noise_tunnel(nt_type: str) -> Callable:
-    """The reference for one noise type: Captum NoiseTunnel, run with our noise level and,
-    when a generator is given, with the generator's random state."""
-
-    def ref(model, inputs, target, base="gradient", samples=25, sigma=None,
-            sigma_fraction=0.15, batch_size=None, generator=None, progress=False,
-            **base_options):
-        from captum.attr import NoiseTunnel
-
-        std = noise_level(inputs, sigma, sigma_fraction)
-        t = _per_example_target(target, len(inputs), inputs.device)
-        out = []
-        with _quiet_captum(), torch.random.fork_rng(
-                devices=[inputs.device] if inputs.device.type == "cuda" else []):
-            if generator is not None:
-                if inputs.device.type == "cuda":
-                    torch.cuda.set_rng_state(generator.get_state(), inputs.device)
-                else:
-                    torch.set_rng_state(generator.get_state())
-            for i in range(len(inputs)):  # one stdev per example: one call per example
-                algorithm, kwargs = _captum_algorithm(base, model, base_options,
-                                                      inputs[i:i + 1], generator)
-                out.append(NoiseTunnel(algorithm).attribute(
-                    inputs[i:i + 1], nt_type=nt_type, nt_samples=samples,
-                    nt_samples_batch_size=batch_size, stdevs=float(std[i]),
-                    target=t if isinstance(t, int) else t[i:i + 1], **kwargs))
-        return torch.cat(out)
-
-    return ref
 
 
 BASE_CHOICES = ("gradient", "input_x_gradient", "guided_backprop", "integrated_gradients")
@@ -532,7 +214,7 @@ _NOISE_OPTIONS = (
 )
 
 
-@reference(_captum_noise_tunnel("smoothgrad"), "Captum NoiseTunnel(smoothgrad)")
+@reference("captum_smoothgrad", "Captum NoiseTunnel(smoothgrad)")
 @options(*_NOISE_OPTIONS)
 def smoothgrad(model: nn.Module, inputs: torch.Tensor, target, base="gradient",
                samples: int = 25, sigma: float | None = None, sigma_fraction: float = 0.15,
@@ -550,18 +232,19 @@ def smoothgrad(model: nn.Module, inputs: torch.Tensor, target, base="gradient",
     "integrated_gradients"; or any method of the convention), its options in
     `**base_options`. samples: n. sigma: an absolute standard deviation (Captum's
     `stdevs`); None: sigma_fraction * (max x - min x) per example, the paper's 10-20%.
-    batch_size: noisy copies per call of the base method (None: `auto_batch_size`); it does
-    not change the result for a given `generator`. generator: the noise's random source.
+    batch_size: noisy copies per call of the base method (None: `convention.rows_per_pass`);
+    it does not change the result for a given `generator`. generator: the noise's random
+    source.
 
     Checked against Captum `NoiseTunnel(nt_type="smoothgrad")` around Captum's version of
     the base method: with the same random state the noise is the same, draw for draw.
     """
     mean, _ = noise_moments(model, inputs, target, base, samples, sigma, sigma_fraction,
-                            batch_size, generator, progress, base_options, squares=False)
+                            batch_size, generator, progress, base_options)
     return mean
 
 
-@reference(_captum_noise_tunnel("smoothgrad_sq"), "Captum NoiseTunnel(smoothgrad_sq)")
+@reference("captum_smoothgrad_sq", "Captum NoiseTunnel(smoothgrad_sq)")
 @options(*_NOISE_OPTIONS)
 def smoothgrad_sq(model: nn.Module, inputs: torch.Tensor, target, base="gradient",
                   samples: int = 25, sigma: float | None = None, sigma_fraction: float = 0.15,
@@ -583,7 +266,7 @@ def smoothgrad_sq(model: nn.Module, inputs: torch.Tensor, target, base="gradient
     return mean_sq
 
 
-@reference(_captum_noise_tunnel("vargrad"), "Captum NoiseTunnel(vargrad)")
+@reference("captum_vargrad", "Captum NoiseTunnel(vargrad)")
 @options(*_NOISE_OPTIONS)
 def vargrad(model: nn.Module, inputs: torch.Tensor, target, base="gradient",
             samples: int = 25, sigma: float | None = None, sigma_fraction: float = 0.15,
@@ -676,11 +359,7 @@ def make_baseline(inputs: torch.Tensor, baseline=None,
         if x.ndim != 4:
             raise ValueError(f"the 'blur' baseline needs images (N, C, H, W), got shape "
                              f"{tuple(x.shape)}")
-        from torchvision.transforms.functional import gaussian_blur
-
-        sigma = max(BLUR_FRACTION * max(x.shape[-2:]), 0.5)
-        radius = min(math.ceil(3 * sigma), min(x.shape[-2:]) - 1)
-        return gaussian_blur(x, kernel_size=2 * radius + 1, sigma=sigma) if radius > 0 else x
+        return gaussian_blur(x, max(BLUR_FRACTION * max(x.shape[-2:]), 0.5))
     if baseline == "uniform":
         flat = x.reshape(len(x), -1)
         low = flat.min(1).values.view(-1, *[1] * (x.ndim - 1))
@@ -697,18 +376,7 @@ def make_baseline(inputs: torch.Tensor, baseline=None,
                      f"got {baseline!r}")
 
 
-def _captum_integrated_gradients(model, inputs, target, baseline=None, steps=50,
-                                 method="gausslegendre", batch_size=None, return_delta=False,
-                                 generator=None, progress=False):
-    from captum.attr import IntegratedGradients
-
-    return IntegratedGradients(model).attribute(
-        inputs, baselines=make_baseline(inputs, baseline, generator), target=target,
-        n_steps=steps, method=method, internal_batch_size=batch_size,
-        return_convergence_delta=return_delta)
-
-
-@reference(_captum_integrated_gradients, "Captum IntegratedGradients")
+@reference("captum_integrated_gradients", "Captum IntegratedGradients")
 @options(
     Option("steps", "int", 50, "number of points on the path", low=2, high=300, log=True),
     Option("method", "choice", "gausslegendre", "the integration rule", choices=QUADRATURES),
@@ -731,38 +399,29 @@ def integrated_gradients(model: nn.Module, inputs: torch.Tensor, target, baselin
     baseline: x' (see `make_baseline`: None / "black", "blur", "uniform", "mean", a number
     or a tensor). steps, method: the quadrature (see `quadrature`), Captum's `n_steps` and
     `method`. batch_size: path points times examples per forward/backward pass (Captum's
-    `internal_batch_size`); None chooses `auto_batch_size`, so memory stays bounded. Only the
-    floating-point rounding depends on it. generator: for the "uniform" baseline. When the
-    path takes more than one pass, the passes run through `for_input_gradients(model)`, and
-    the weighted sum of gradients is taken at its first layer's output, then carried back
-    to the input once (`split_first_layer`).
+    `internal_batch_size`); None chooses `convention.rows_per_pass`, so memory stays bounded.
+    Only the floating-point rounding depends on it. generator: for the "uniform" baseline.
 
     Checked against Captum `IntegratedGradients` for every `method` (same nodes and weights).
     """
     inputs = check_model_and_inputs(model, inputs)
-    _check_batch_size(batch_size)
+    check_positive_int(batch_size, "batch_size", allow_none=True)
     x = inputs.detach()
     n = x.shape[0]
     x_base = make_baseline(x, baseline, generator)
     alphas, weights = quadrature(method, steps, dtype=x.dtype, device=x.device)
     t = _per_example_target(target, n, x.device)
-    per_pass = max(1, (batch_size or auto_batch_size(x, steps * n)) // n)  # path points a pass
-    starts = range(0, steps, per_pass)
-    net = for_input_gradients(model) if len(starts) > 1 else model  # several passes
-    first, rest = split_first_layer(net)  # net(x) = rest(first(x)), first affine
-    path_gradient = 0  # sum_k w_k dS_c/dz at alpha_k, z = first(x)
-    for start in tqdm(starts, desc="integrated gradients", disable=not progress, leave=False):
+    per_pass = max(1, (batch_size or rows_per_pass(x, steps * n)) // n)  # path points a pass
+    path_gradient = 0  # sum_k w_k dS_c(x' + alpha_k (x - x'))/dx
+    for start in tqdm(range(0, steps, per_pass), desc="integrated gradients",
+                      disable=not progress, leave=False):
         a = alphas[start:start + per_pass]
         w = weights[start:start + per_pass]
         k = len(a)
         points = x_base + a.view(k, 1, *[1] * (x.ndim - 1)) * (x - x_base)  # (k, N, ...)
-        with torch.no_grad():
-            z = first(points.reshape(k * n, *x.shape[1:]))
-        grads = gradient(rest, z, _rows(t, repeat=k))
-        path_gradient = path_gradient + (grads.reshape(k, -1) * w.view(k, 1)).view(
-            k, n, *z.shape[1:]).sum(0)
-    path_gradient = first.input_gradient(path_gradient, x.shape)  # sum_k w_k dS_c/dx
-    attribution = path_gradient * (x - x_base)
+        grads = gradient(model, points.reshape(k * n, *x.shape[1:]), _rows(t, repeat=k))
+        path_gradient = path_gradient + (grads.reshape(k, n, -1) * w.view(k, 1, 1)).sum(0)
+    attribution = path_gradient.view_as(x) * (x - x_base)
     if not return_delta:
         return attribution
     with unchanged(model), torch.no_grad():
@@ -790,14 +449,7 @@ def _guide(module: nn.Module, args: tuple) -> tuple:
     return (_PositiveGradient.apply(args[0]), *args[1:])
 
 
-def _captum_guided_backprop(model, inputs, target):
-    from captum.attr import GuidedBackprop
-
-    with _quiet_captum():
-        return GuidedBackprop(model).attribute(inputs, target=target)
-
-
-@reference(_captum_guided_backprop, "Captum GuidedBackprop")
+@reference("captum_guided_backprop", "Captum GuidedBackprop")
 @options()
 def guided_backprop(model: nn.Module, inputs: torch.Tensor, target) -> torch.Tensor:
     """Guided Backpropagation: the gradient, with every ReLU passing back only positive signals.

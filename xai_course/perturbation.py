@@ -35,23 +35,25 @@ from tqdm.auto import tqdm
 from .convention import (
     Option,
     check_model_and_inputs,
+    check_positive_int,
     check_target,
     forward,
-    inference_batch_size,
     options,
     reference,
+    rows_per_pass,
     unchanged,
 )
+from .images import gaussian_blur
 
 __all__ = [
     "occlude",
     "occlusion",
     "window_positions",
+    "window_shapes",
     "meaningful_perturbation",
     "extremal_perturbation",
     "History",
     "perturb",
-    "gaussian_blur",
     "total_variation",
     "smooth_mask",
     "blur_pyramid",
@@ -70,9 +72,10 @@ def _select(scores: torch.Tensor, t: torch.Tensor, output: str) -> torch.Tensor:
 
 def _as_tuple(value, ndim: int, name: str) -> tuple[int, ...]:
     if isinstance(value, int) and not isinstance(value, bool):
-        return (value,) * ndim
-    value = tuple(value)
-    if len(value) != ndim or not all(isinstance(v, int) and v > 0 for v in value):
+        return (check_positive_int(value, name),) * ndim
+    value = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    if len(value) != ndim or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                     for v in value):
         raise ValueError(f"{name} must be a positive int or {ndim} positive ints (one per "
                          f"dimension after the batch, e.g. (C, h, w) for images), got {value}")
     return value
@@ -99,6 +102,21 @@ def _window_slices(start: tuple[int, ...], window: tuple[int, ...]) -> tuple[sli
     return tuple(slice(b, b + w) for b, w in zip(start, window))
 
 
+def window_shapes(inputs: torch.Tensor, window, stride=None) -> tuple[tuple, tuple]:
+    """Occlusion's window and stride as one int per dimension after the batch (Captum's
+    `sliding_window_shapes` and `strides`): an int w on images (N, C, H, W) is a w x w patch
+    over all channels, (C, w, w); stride=None is the window itself (patches tile the input)."""
+    images = inputs.ndim == 4
+    if images and isinstance(window, int) and not isinstance(window, bool):
+        window = (inputs.shape[1], check_positive_int(window, "window"), window)
+    window = _as_tuple(window, inputs.ndim - 1, "window")
+    if stride is None:
+        stride = window
+    if images and isinstance(stride, int) and not isinstance(stride, bool):
+        stride = (inputs.shape[1], check_positive_int(stride, "stride"), stride)
+    return window, _as_tuple(stride, inputs.ndim - 1, "stride")
+
+
 def occlude(inputs: torch.Tensor, start: Sequence[int], window: Sequence[int],
             baseline: float | torch.Tensor = 0.0) -> torch.Tensor:
     """A copy of `inputs` with one window, starting at `start`, replaced by `baseline`.
@@ -113,20 +131,7 @@ def occlude(inputs: torch.Tensor, start: Sequence[int], window: Sequence[int],
     return occluded
 
 
-def _captum_occlusion(model, inputs, target, window=None, stride=None, baseline=0.0,
-                      output="logit", batch_size=None):
-    from captum.attr import Occlusion
-
-    forward = model if output == "logit" else (lambda x: model(x).softmax(dim=1))
-    window = _as_tuple(window, inputs.ndim - 1, "window")
-    stride = _as_tuple(stride if stride is not None else 1, inputs.ndim - 1, "stride")
-    return Occlusion(forward).attribute(
-        inputs, sliding_window_shapes=window, strides=stride, baselines=baseline,
-        target=target, perturbations_per_eval=batch_size or 1,
-    )
-
-
-@reference(_captum_occlusion, "Captum Occlusion")
+@reference("captum_occlusion", "Captum Occlusion")
 @options(
     Option("window", "int", 8, "side of the square patch, in pixels", low=1, high=64),
     Option("stride", "int", 4, "step between patch positions, in pixels", low=1, high=64),
@@ -150,24 +155,16 @@ def occlusion(model: nn.Module, inputs: torch.Tensor, target, window=8, stride=N
     baseline: the fill value (a number or a tensor broadcastable to the inputs).
     output: "logit" (Captum's numbers) or "probability" (the softmax of the class).
     batch_size: occluded copies per forward pass (Captum's perturbations_per_eval times N);
-    None: `inference_batch_size` (about 1.25 million input values a pass: 8 copies of a 224 x 224
-    image, 64 of a small one). Cost: one forward pass per window position and image, batched.
+    None: `convention.rows_per_pass` without gradients (8 copies of a 224 x 224 image, 64 of a
+    small one). Cost: one forward pass per window position and image, batched.
     """
     inputs = check_model_and_inputs(model, inputs)
     n, feature_shape = inputs.shape[0], tuple(inputs.shape[1:])
-    if isinstance(window, int) and inputs.ndim == 4:
-        window = (feature_shape[0], window, window)
-    if stride is None:
-        stride = window
-    if isinstance(stride, int) and inputs.ndim == 4:
-        stride = (feature_shape[0], stride, stride)
-    window = _as_tuple(window, len(feature_shape), "window")
-    stride = _as_tuple(stride, len(feature_shape), "stride")
+    window, stride = window_shapes(inputs, window, stride)
     positions = window_positions(feature_shape, window, stride)
     if batch_size is None:
-        batch_size = inference_batch_size(inputs)
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        batch_size = rows_per_pass(inputs, backward=False)
+    check_positive_int(batch_size, "batch_size")
     per_pass = max(1, batch_size // n)  # window positions evaluated per forward pass
 
     if output not in ("logit", "probability"):
@@ -191,7 +188,7 @@ def occlusion(model: nn.Module, inputs: torch.Tensor, target, window=8, stride=N
             for k, start in enumerate(chunk):
                 region = _window_slices(start, window)
                 batch[(k, slice(None)) + region] = fill[(slice(None),) + region]
-            occluded = _select(forward(model, batch.flatten(0, 1), channels_last=True),
+            occluded = _select(forward(model, batch.flatten(0, 1)),
                                t.repeat(len(chunk)), output)
             drop = unoccluded - occluded.view(len(chunk), n)  # (copies, N)
             for k, start in enumerate(chunk):
@@ -232,29 +229,6 @@ def _history(snapshots: list[tuple[int, torch.Tensor]], terms: dict[str, list]) 
                    masks=torch.stack([m for _, m in snapshots]),
                    score=stack["score"], l1=stack.get("l1", zeros), tv=stack.get("tv", zeros),
                    area=stack.get("area", zeros), total=stack["total"])
-
-
-def gaussian_blur(x: torch.Tensor, sigma: float, border: str = "reflect") -> torch.Tensor:
-    """Blur images (N, C, H, W) by a Gaussian of std `sigma` pixels, kernel +-3 sigma.
-
-    border: "reflect" (the image mirrored, kernel cut at the image size) or "zeros" (black
-    beyond the border, as TorchRay: a strong blur also darkens the image). Differentiable,
-    one 1-D convolution per axis.
-    """
-    if sigma <= 0:
-        return x
-    radius = math.ceil(3 * sigma)
-    if border == "reflect":
-        radius = min(radius, min(x.shape[-2:]) - 1)
-    if radius < 1:
-        return x
-    taps = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    kernel = torch.exp(-taps ** 2 / (2 * sigma ** 2))
-    kernel = (kernel / kernel.sum()).repeat(x.shape[1], 1, 1, 1)  # (C, 1, 1, 2r + 1)
-    mode = "reflect" if border == "reflect" else "constant"
-    x = F.pad(x, (radius, radius, radius, radius), mode=mode)
-    x = F.conv2d(x, kernel, groups=x.shape[1])  # along the width
-    return F.conv2d(x, kernel.transpose(2, 3), groups=x.shape[1])  # along the height
 
 
 def perturb(x: torch.Tensor, perturbation: str, sigma: float = 10.0,
@@ -342,10 +316,8 @@ def meaningful_perturbation(model: nn.Module, inputs: torch.Tensor, target,
                          f"got {perturbation!r}")
     if output not in ("logit", "probability"):
         raise ValueError(f"output must be 'logit' or 'probability', got {output!r}")
-    if not isinstance(mask_size, int) or mask_size < 1:
-        raise ValueError(f"mask_size must be a positive int, got {mask_size!r}")
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    check_positive_int(mask_size, "mask_size")
+    check_positive_int(steps, "steps")
     _check_positive(lr=lr, tv_beta=tv_beta, record_every=record_every)
     if l1 < 0 or tv < 0:
         raise ValueError(f"l1 and tv must be >= 0, got l1={l1!r}, tv={tv!r}")
@@ -495,8 +467,7 @@ def extremal_perturbation(model: nn.Module, inputs: torch.Tensor, target, area: 
         raise ValueError(f"variant must be 'preserve' or 'delete', got {variant!r}")
     if isinstance(area, bool) or not isinstance(area, (int, float)) or not 0 < area < 1:
         raise ValueError(f"area must be a fraction of the image in (0, 1), got {area!r}")
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    check_positive_int(steps, "steps")
     n, size = inputs.shape[0], tuple(inputs.shape[-2:])
     step = step or max(1, round(min(size) / 32))
     sigma = sigma if sigma is not None else 3.0 * step

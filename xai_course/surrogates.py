@@ -44,12 +44,15 @@ from .convention import (
     Option,
     check_inputs,
     check_model_and_inputs,
+    check_positive_int,
     check_target,
     forward,
     options,
     reference,
+    rows_per_pass,
     unchanged,
 )
+from .images import gaussian_blur
 
 __all__ = [
     "SEGMENTERS",
@@ -177,16 +180,7 @@ def baseline_image(image: torch.Tensor, segments: torch.Tensor, baseline="mean")
         counts = torch.bincount(flat, minlength=k).clamp(min=1).to(image.dtype)
         return (sums / counts)[:, flat].view_as(image)
     if baseline == "blur":
-        sigma = max(image.shape[-2:]) / 20
-        radius = max(1, int(3 * sigma))
-        t = torch.arange(-radius, radius + 1, dtype=image.dtype, device=image.device)
-        kernel = torch.exp(-t ** 2 / (2 * sigma ** 2))
-        kernel = kernel / kernel.sum()
-        c = image.shape[0]
-        x = F.pad(image[None], (radius,) * 4, mode="replicate")
-        x = F.conv2d(x, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-        x = F.conv2d(x, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-        return x[0]
+        return gaussian_blur(image[None], max(image.shape[-2:]) / 20)[0]
     raise ValueError(f"baseline must be one of {list(BASELINES)} or a number, got {baseline!r}")
 
 
@@ -352,12 +346,10 @@ def _check_common(samples, kernel_width, surrogate, max_depth, alpha, batch_size
         raise ValueError(f"kernel_width must be a positive number, got {kernel_width!r}")
     if surrogate not in SURROGATES:
         raise ValueError(f"surrogate must be one of {list(SURROGATES)}, got {surrogate!r}")
-    if not isinstance(max_depth, int) or isinstance(max_depth, bool) or max_depth < 1:
-        raise ValueError(f"max_depth must be an int >= 1, got {max_depth!r}")
+    check_positive_int(max_depth, "max_depth")
     if not isinstance(alpha, (int, float)) or alpha < 0:
         raise ValueError(f"alpha must be a number >= 0, got {alpha!r}")
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+    check_positive_int(batch_size, "batch_size", allow_none=True)
 
 
 def _targets(model: nn.Module, inputs: torch.Tensor, target) -> torch.Tensor:
@@ -368,73 +360,16 @@ def _targets(model: nn.Module, inputs: torch.Tensor, target) -> torch.Tensor:
 
 
 def _scores(model: nn.Module, make_batch, count: int, target: int, batch_size: int,
-            progress: bool, desc: str, channels_last: bool = False) -> torch.Tensor:
+            progress: bool, desc: str) -> torch.Tensor:
     """The model's score for `target` on inputs make_batch(start, stop), `batch_size` at a time,
-    in inference mode (no autograd bookkeeping): the cost of LIME. channels_last: as in
-    `convention.forward`."""
+    in inference mode (no autograd bookkeeping): the cost of LIME."""
     scores = []
     starts = range(0, count, batch_size)
     with torch.inference_mode():
         for start in tqdm(starts, desc=desc, disable=not progress, leave=False):
             batch = make_batch(start, min(start + batch_size, count))
-            scores.append(forward(model, batch, channels_last)[:, target].double())
+            scores.append(forward(model, batch)[:, target].double())
     return torch.cat(scores)
-
-
-def _captum_ridge(alpha: float):
-    """Captum's scikit-learn `Ridge(alpha)` wrapper, fitted on float64 copies of the data.
-
-    Captum's LimeBase hands its surrogate float32 tensors, and scikit-learn then solves in
-    float32 (errors ~1e-6 on coefficients of size ~1); the same data in float64 leaves only
-    the float32 rounding of Captum's stored coefficients.
-    """
-    from captum._utils.models.linear_model import SkLearnLinearModel
-    from torch.utils.data import DataLoader, TensorDataset
-
-    class Ridge64(SkLearnLinearModel):
-        def fit(self, train_data, **kwargs):
-            x, y, w = (torch.cat(part).double() for part in zip(*train_data))
-            return super().fit(DataLoader(TensorDataset(x, y, w), batch_size=len(x)), **kwargs)
-
-    return Ridge64("linear_model.Ridge", alpha=float(alpha))
-
-
-def _captum_lime(model, inputs, target, segments=None, samples=1000, kernel_width=0.25,
-                 baseline="mean", surrogate="linear", max_depth=3, alpha=1.0, generator=None,
-                 return_surrogate=False, batch_size=None, progress=False,
-                 perturbations_per_eval=64):
-    """Captum `Lime` on the same samples (through `perturb_func`), kernel weights
-    (`similarity_func`), baseline image (`baselines`) and scikit-learn `Ridge(alpha)`
-    (fitted in float64, `_captum_ridge`)."""
-    from captum.attr import Lime
-
-    if surrogate != "linear":
-        raise ValueError("Captum's Lime fits linear surrogates only (a tree's importances "
-                         "have no sign); compare surrogate='linear'")
-    inputs = check_model_and_inputs(model, inputs, ndim=4)
-    segments = _default_segments(inputs, segments)
-    t = _targets(model, inputs, target)
-    maps = []
-    for n in range(inputs.shape[0]):
-        x, seg = inputs[n:n + 1], segments[n]
-        k = int(seg.max()) + 1
-        z = sample_switches(samples, k, generator, inputs.device)
-
-        def perturb(original, z=z, **kwargs):
-            yield from z[:, None]  # one (1, K) row at a time, in our order
-
-        def similarity(original, perturbed, interpretable, **kwargs):
-            return kernel_weights(_cosine_distance_to_ones(interpretable), kernel_width)
-
-        lime = Lime(model, interpretable_model=_captum_ridge(alpha),
-                    similarity_func=similarity, perturb_func=perturb)
-        with unchanged(model):
-            attr = lime.attribute(x, target=int(t[n]), n_samples=samples,
-                                  baselines=baseline_image(x[0], seg, baseline)[None],
-                                  feature_mask=seg[None, None].expand_as(x),
-                                  perturbations_per_eval=perturbations_per_eval)
-        maps.append(attr[0, 0])
-    return torch.stack(maps)
 
 
 def _default_segments(inputs: torch.Tensor, segments) -> torch.Tensor:
@@ -445,7 +380,7 @@ def _default_segments(inputs: torch.Tensor, segments) -> torch.Tensor:
     return _check_segments(segments, inputs)
 
 
-@reference(_captum_lime, "Captum Lime")
+@reference("captum_lime", "Captum Lime")
 @options(
     Option("samples", "int", 1000, "perturbed images the surrogate is fitted to", low=20,
            high=5000, log=True),
@@ -460,7 +395,7 @@ def lime(model: nn.Module, inputs: torch.Tensor, target, segments=None, samples:
          kernel_width: float = 0.25, baseline="mean", surrogate: str = "linear",
          max_depth: int = 3, alpha: float = 1.0, generator: torch.Generator | None = None,
          return_surrogate: bool = False, batch_size: int | None = None,
-         channels_last: bool | None = None, progress: bool = False):
+         progress: bool = False):
     """LIME on superpixels: a weight per superpixel, painted back at input resolution (N, H, W).
 
         g* = argmin_g sum_s pi(z_s) (f_c(h(z_s)) - g(z_s))^2 + alpha ||beta||^2,
@@ -476,10 +411,8 @@ def lime(model: nn.Module, inputs: torch.Tensor, target, segments=None, samples:
     or a number (`baseline_image`). surrogate: "linear" (the attribution is beta) or "tree"
     (a `DecisionTreeRegressor` of depth <= max_depth; the attribution is each superpixel's
     tree-interpreter contribution, `tree_contributions`). generator: the random samples'
-    source, for a repeatable run. batch_size: perturbed images per forward pass (None: 64).
-    channels_last: hand the model its batches in channels-last memory order, which CPU
-    convolutions run faster; the float32 rounding then differs from a plain pass (about 1e-7
-    of the scores). None: for 3-channel images of 128 px and more, where the gain is large.
+    source, for a repeatable run. batch_size: perturbed images per forward pass (None:
+    `convention.rows_per_pass` without gradients).
     return_surrogate: also return a list of N `Surrogate`s (the fit, its samples, its
     fidelity on them and on `samples // 4` fresh samples, which cost that many more passes).
 
@@ -489,9 +422,7 @@ def lime(model: nn.Module, inputs: torch.Tensor, target, segments=None, samples:
     inputs = check_model_and_inputs(model, inputs, ndim=4)
     _check_common(samples, kernel_width, surrogate, max_depth, alpha, batch_size)
     segments = _default_segments(inputs, segments)
-    batch_size = batch_size or 64
-    if channels_last is None:
-        channels_last = inputs.shape[1] == 3 and min(inputs.shape[2:]) >= 128
+    batch_size = batch_size or rows_per_pass(inputs, backward=False)
     maps, fits = [], []
     with unchanged(model):
         t = _targets(model, inputs, target)
@@ -502,7 +433,7 @@ def lime(model: nn.Module, inputs: torch.Tensor, target, segments=None, samples:
 
             def evaluate(z, x=x, seg=seg, base=base, c=int(t[n])):
                 return _scores(model, lambda a, b: perturbed_images(x, base, seg, z[a:b]),
-                               len(z), c, batch_size, progress, "lime", channels_last)
+                               len(z), c, batch_size, progress, "lime")
 
             z = sample_switches(samples, k, generator, inputs.device)
             weights = kernel_weights(_cosine_distance_to_ones(z), kernel_width)
@@ -557,46 +488,7 @@ def _check_background(inputs: torch.Tensor, background) -> torch.Tensor:
     return background.to(inputs.device, inputs.dtype)
 
 
-def _captum_lime_tabular(model, inputs, target, background, samples=1000, kernel_width=None,
-                         surrogate="linear", max_depth=3, alpha=1.0, generator=None,
-                         return_surrogate=False, batch_size=None, progress=False,
-                         perturbations_per_eval=64):
-    """Captum `LimeBase` perturbing in input space, `to_interp_rep_transform` = standardise,
-    on our samples and kernel weights, with scikit-learn `Ridge(alpha)`."""
-    from captum.attr import LimeBase
-
-    if surrogate != "linear":
-        raise ValueError("Captum's LimeBase is compared with linear surrogates only")
-    inputs = check_model_and_inputs(model, inputs, ndim=2)
-    background = _check_background(inputs, background)
-    t = _targets(model, inputs, target)
-    width = kernel_width or 0.75 * math.sqrt(inputs.shape[1])
-    rows = []
-    for n in range(inputs.shape[0]):
-        values, u, eps = _tabular_parts(inputs[n], background, samples, generator)
-        weights = kernel_weights(eps.double().norm(dim=1), width)
-        mu, sigma = background.mean(dim=0), _sigma(background)
-
-        def perturb(original, values=values, **kwargs):
-            yield from values[:, None]
-
-        def similarity(original, perturbed, interpretable, values=values, weights=weights,
-                       **kwargs):
-            row = (values == perturbed).all(dim=1).nonzero()[0, 0]
-            return weights[row].item()
-
-        def standardise(sample, original, mu=mu, sigma=sigma, **kwargs):
-            return (sample - mu) / sigma
-
-        lime = LimeBase(model, _captum_ridge(alpha), similarity, perturb, False,
-                        None, standardise)
-        with unchanged(model):
-            rows.append(lime.attribute(inputs[n:n + 1], target=int(t[n]), n_samples=samples,
-                                       perturbations_per_eval=perturbations_per_eval)[0])
-    return torch.stack(rows)
-
-
-@reference(_captum_lime_tabular, "Captum LimeBase")
+@reference("captum_lime_tabular", "Captum LimeBase")
 @options(
     Option("samples", "int", 1000, "rows drawn around the input", low=20, high=5000, log=True),
     Option("kernel_width", "float", 4.1, "what 'near' means, in standard deviations",
@@ -629,7 +521,7 @@ def lime_tabular(model: nn.Module, inputs: torch.Tensor, target, background: tor
     background = _check_background(inputs, background)
     _check_common(samples, kernel_width, surrogate, max_depth, alpha, batch_size)
     width = kernel_width or 0.75 * math.sqrt(inputs.shape[1])
-    batch_size = batch_size or 1024
+    batch_size = batch_size or rows_per_pass(inputs, backward=False)
     rows, fits = [], []
     with unchanged(model):
         t = _targets(model, inputs, target)

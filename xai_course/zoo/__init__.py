@@ -37,6 +37,7 @@ __all__ = [
     "accuracy",
     "model_info",
     "default_device",
+    "is_text_model",
     "WeightsNotCached",
 ]
 
@@ -114,6 +115,13 @@ def _registry() -> tuple[dict[str, ModelSpec], dict[str, Callable[..., Dataset]]
 def default_device() -> torch.device:
     """CUDA when available, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def is_text_model(model: nn.Module) -> bool:
+    """Whether `model` is one of the course's text models: it embeds token ids with
+    `model.embedding` and classifies the embeddings with `model.encoder` (methods that need a
+    float input run on `model.encoder`, see `gradients.per_token`)."""
+    return hasattr(model, "embedding") and hasattr(model, "encoder")
 
 
 def models() -> list[str]:
