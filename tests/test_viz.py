@@ -46,7 +46,12 @@ def test_signed_map_uses_a_diverging_scale_centred_at_zero():
     assert isinstance(fig, go.Figure)
     img, heat = fig.data
     assert img.type == "image" and np.asarray(img.z).shape == (6, 5, 3)
-    assert heat.zmid == 0 and heat.colorscale == go.Heatmap(colorscale=viz.DIVERGING).colorscale
+    # over an image: the diverging scale, transparent at 0; the map fills [-1, 1]
+    assert heat.zmid == 0 and (heat.zmin, heat.zmax) == (-1, 1)
+    assert heat.colorscale == go.Heatmap(colorscale=viz.OVERLAY_DIVERGING).colorscale
+    assert heat.colorscale[2][1].endswith(",0)") and heat.opacity == viz.OPACITY
+    alone = viz.heatmap_overlay(None, attr).data[0]  # no image: the plain diverging scale
+    assert alone.colorscale == go.Heatmap(colorscale=viz.DIVERGING).colorscale
     summed = attr.sum(0).numpy()
     np.testing.assert_allclose(heat.z, summed / np.abs(summed).max(), atol=1e-6)
     assert fig.layout.yaxis.autorange == "reversed" and fig.layout.yaxis.scaleanchor == "x"
@@ -57,7 +62,8 @@ def test_unsigned_map_uses_a_sequential_scale_from_zero():
     fig = viz.heatmap_overlay(torch.rand(2, 2), attr)  # grey image (H, W)
     heat = fig.data[1]
     assert heat.zmid is None and heat.zmin == 0 and heat.zmax == 1
-    assert heat.colorscale == go.Heatmap(colorscale=viz.SEQUENTIAL).colorscale
+    assert heat.colorscale == go.Heatmap(colorscale=viz.OVERLAY_SEQUENTIAL).colorscale
+    assert heat.colorscale[0][1] == "rgba(0,0,4,0)"  # 0 shows the image
     np.testing.assert_allclose(heat.z, [[0, 0.5], [0.25, 1]])
     # a grey image is shown as RGB with equal channels
     z = np.asarray(fig.data[0].z)
@@ -104,9 +110,47 @@ def test_method_grid_has_one_titled_panel_per_method():
     heats = fig.data[1::2]
     assert [h.zmid for h in heats] == [0, None, None, 0, 0]  # signed decided per map
     assert heats[4].xaxis == "x5" and fig.layout.yaxis5.scaleanchor == "x5"
-    assert fig.layout.yaxis5.autorange == "reversed"
+    assert fig.layout.yaxis5.autorange == "reversed" and fig.layout.yaxis5.constrain == "domain"
+    assert fig.layout.xaxis6.visible is False  # the empty cell of the last row
+    assert fig.layout.height == 2 * (viz.ROW_HEIGHT[False] + 20) + 70  # a fixed height a row
     with pytest.raises(ValueError, match="maps is empty"):
         viz.method_grid(image, {})
+
+
+def test_add_panel_anchors_the_image_in_any_grid_cell():
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=2, cols=3, specs=[[{}, {}, {}], [{}, {"colspan": 2}, None]])
+    viz.add_panel(fig, viz.heatmap_overlay(torch.rand(3, 4, 6)), 2, 2)
+    image = fig.data[0]
+    assert (image.xaxis, image.yaxis) == ("x5", "y5")
+    assert fig.layout.yaxis5.scaleanchor == "x5" and fig.layout.xaxis5.visible is False
+    viz.add_panel(fig, viz.token_figure(["a"], [1.0]), 1, 1, image=False)
+    assert fig.layout.yaxis.scaleanchor is None and fig.layout.xaxis.visible is False
+
+
+def test_probability_bars_write_the_names_inside_the_panel():
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2)
+    viz.probability_bars(fig, ["golden retriever", "tabby"], {"p": [0.75, 0.125]}, 1, 2)
+    bars, labels = fig.data
+    assert list(bars.x) == [0.75, 0.125] and bars.xaxis == labels.xaxis == "x2"
+    assert list(labels.text) == ["golden retriever  75.0%", "tabby  12.5%"]
+    assert fig.layout.yaxis2.visible is False  # no tick labels to run under the image
+    assert fig.layout.xaxis2.range == (0, 1)
+
+
+def test_wrap_blank_and_the_top_margin():
+    assert viz.wrap("the attribution gathered from zero", 16) == \
+        "the attribution<br>gathered from<br>zero"
+    blank = viz.blank_figure("no picture: <ValueError>")
+    assert blank.data == () and blank.layout.title.text == "no picture: &lt;ValueError&gt;"
+    from plotly.subplots import make_subplots
+
+    one = viz.style(make_subplots(rows=1, cols=2, subplot_titles=("a", "b")), "T")
+    two = viz.style(make_subplots(rows=1, cols=2, subplot_titles=("a<br>b", "c")), "T")
+    assert two.layout.margin.t > one.layout.margin.t > viz.layout("T")["margin"]["t"] - 10
 
 
 # --------------------------------------------------------------------------- tokens, lines
@@ -115,7 +159,7 @@ def test_token_colours_follow_the_sign_and_relevant_tokens_are_marked():
     scores = torch.tensor([-2.0, 0.0, 4.0, 1.0])
     fig = viz.token_figure(tokens, scores, relevant=[1, 0, 1, 0], per_row=3)
     heat, marks = fig.data
-    assert heat.zmid == 0 and heat.z.shape == (2, 3)
+    assert heat.zmid == 0 and heat.z.shape == (2, 3) and (heat.zmin, heat.zmax) == (-1, 1)
     np.testing.assert_allclose(heat.z.flat[:4], [-0.5, 0.0, 1.0, 0.25])
     assert np.isnan(heat.z.flat[5])
     assert list(heat.text.flat[:4]) == ["<b>not</b>", "a", "<b>&lt;good&gt;</b>", "film"]

@@ -11,15 +11,16 @@ import time
 
 import ipywidgets as widgets
 import numpy as np
+import plotly.graph_objects as go
 import pytest
 import torch
 from PIL import Image
 from torch import nn
 
-from xai_course import zoo
-from xai_course.convention import Option, options, reference
+from xai_course import viz, zoo
+from xai_course.convention import Option, options
 from xai_course.widgets import base
-from xai_course.widgets.base import UPLOAD, Explorer, option_widget
+from xai_course.widgets.base import UPLOAD, Explorer, option_widget, update_figure
 
 CLASSES = ["zero", "one", "two"]
 
@@ -51,7 +52,6 @@ def make_method(calls: list, slow: dict | None = None):
     def shifted(model, inputs, target, scale=1.0):
         return scaled(model, inputs, target, scale) + 0.25
 
-    @reference(shifted, "shifted by 0.25")
     @options(Option("scale", "float", 1.0, low=0.0, high=2.0, step=0.25, help="factor"))
     def scaled(model, inputs, target, scale=1.0):
         calls.append((scale, target))
@@ -61,6 +61,8 @@ def make_method(calls: list, slow: dict | None = None):
             raise ValueError(f"scale {scale} is too large for this test")
         return scale * input_x_gradient(model, inputs, target)
 
+    # what convention.reference attaches (the reference, what it is called)
+    scaled.reference, scaled.reference_name = shifted, "shifted by 0.25"
     return scaled
 
 
@@ -72,7 +74,7 @@ def expected_map(model, x, target, scale):
 def explorer():
     calls = []
     e = Explorer(methods={"scaled": make_method(calls)}, models={"tiny": tiny_cnn()},
-                 data=toy_data(), sync=True)
+                 data=toy_data(), sync=True).start()
     e.calls = calls
     e.normalize.value = "none"  # raw values in the figure (redraw only, no recompute)
     yield e
@@ -113,6 +115,17 @@ def test_option_widgets_follow_the_declared_options():
     assert built["int"].continuous_update is False
     assert built["cheap"].continuous_update is True
     assert built["int"].description == "steps"
+    assert built["short_choice"].style.button_width == "auto"  # no label cut short
+
+
+def test_construction_computes_nothing_until_started():
+    calls = []
+    e = Explorer(methods={"scaled": make_method(calls)}, models={"tiny": tiny_cnn()},
+                 data=toy_data(), sync=True)
+    assert calls == [] and e.result is None and e.figure.data == ()
+    assert e.start() is e and calls == [(1.0, 0)]
+    e.start()  # once only
+    assert calls == [(1.0, 0)]
 
 
 def test_explorer_builds_pickers_and_the_method_controls(explorer):
@@ -126,7 +139,8 @@ def test_explorer_builds_pickers_and_the_method_controls(explorer):
     assert [label for label, _ in e.target_picker.options][2:] == ["0: zero", "1: one", "2: two"]
     assert "cpu" in e.device_picker.options and e.device_picker.value in e.device_picker.options
     assert e.method_picker.layout.display == "none"  # one method: no picker
-    assert isinstance(e.widget, widgets.VBox) and e.figure in e.widget.children
+    assert isinstance(e.widget, widgets.VBox) and e.figure_box in e.widget.children
+    assert e.figure_box.children == (e.figure,)
     assert e.error.value == "" and "<b>cpu</b>" in e.status_line.value
 
 
@@ -177,7 +191,7 @@ def test_display_controls_redraw_without_recomputing(explorer):
 
 def test_reference_check_shows_the_difference():
     e = Explorer(methods={"scaled": make_method([])}, models={"tiny": tiny_cnn()},
-                 data=toy_data(), sync=True, check=True)
+                 data=toy_data(), sync=True, check=True).start()
     assert e.check_box.layout.display is None  # the method has a reference
     assert e.check_box.description == "check against shifted by 0.25"
     assert "max |ours − shifted by 0.25| = <b>0.25</b>" in e.status_line.value
@@ -189,7 +203,7 @@ def test_reference_check_shows_the_difference():
 def test_method_picker_switches_controls_and_figure():
     calls = []
     e = Explorer(methods={"scaled": make_method(calls), "ixg": input_x_gradient},
-                 models={"tiny": tiny_cnn()}, data=toy_data(), sync=True)
+                 models={"tiny": tiny_cnn()}, data=toy_data(), sync=True).start()
     assert e.method_picker.layout.display is None
     assert len(e.options_box.children) == 1
     e.options_box.children[0].value = 2.0  # raises in the method (> 1.6)
@@ -209,12 +223,15 @@ def test_method_picker_switches_controls_and_figure():
 def test_an_exception_shows_and_the_next_valid_change_recovers(explorer):
     e, data, model = explorer, toy_data(), tiny_cnn()
     (scale,) = e.options_box.children
-    before = heat_z(e).copy()
     scale.value = 1.75
     assert "<b>ValueError</b>: scale 1.75 is too large" in e.error.value
     assert "<details><summary>traceback</summary>" in e.error.value
     assert isinstance(e.last_error, ValueError)
-    np.testing.assert_array_equal(heat_z(e), before)  # the old figure stays
+    # no stale picture of the previous request: the figure says it has none
+    assert e.figure.data == () and e.result is None and e.status_line.value == ""
+    assert "no picture: ValueError" in e.figure.layout.title.text
+    e.opacity.value = 0.3  # a redraw has nothing to draw, and does not fail
+    assert e.figure.data == ()
     scale.value = 0.25
     assert e.error.value == "" and e.last_error is None
     np.testing.assert_allclose(heat_z(e), expected_map(model, data.x[:1], 0, 0.25), atol=1e-6)
@@ -225,6 +242,7 @@ def test_an_error_in_render_is_caught_too(explorer, monkeypatch):
     monkeypatch.setattr(e, "render", lambda result: 1 / 0)
     e.sample_picker.value = 1
     assert "ZeroDivisionError" in e.error.value
+    assert e.figure.data == ()  # the picture of sample 0 is not left under sample 1
     monkeypatch.undo()
     e.sample_picker.value = 2
     assert e.error.value == ""
@@ -234,7 +252,7 @@ def test_an_error_in_render_is_caught_too(explorer, monkeypatch):
 def async_explorer(slow):
     calls = []
     e = Explorer(methods={"scaled": make_method(calls, slow)}, models={"tiny": tiny_cnn()},
-                 data=toy_data(), sync=False)
+                 data=toy_data(), sync=False).start()
     e.wait()
     e.normalize.value = "none"
     e.calls = calls
@@ -345,7 +363,7 @@ def test_text_models_get_token_figures():
                        tokens=[["not", "good", "film"], ["a", "bad", "film"]], vocab=vocab)
     model = TinyText().eval()
     e = Explorer(methods={"ixg": input_x_gradient}, models={"text": model}, data=data,
-                 sync=True)
+                 sync=True).start()
     assert e.error.value == "" and e.upload.disabled
     heat, marks = e.figure.data
     assert [str(t) for t in heat.text.flat[:3]] == ["<b>not</b>", "<b>good</b>", "film"]
@@ -371,7 +389,7 @@ def test_models_without_weights_are_noted_and_skipped(monkeypatch):
     monkeypatch.setattr(zoo, "load_model", load_model)
     monkeypatch.setattr(zoo, "model_info", lambda name: spec)
     monkeypatch.setattr(zoo, "dataset", lambda name, n=None: toy_data()[:n])
-    e = Explorer(methods={"ixg": input_x_gradient}, sync=True, n_samples=3)
+    e = Explorer(methods={"ixg": input_x_gradient}, sync=True, n_samples=3).start()
     assert e.model_picker.options == ("tiny",) and e.model_picker.value == "tiny"
     assert "fetch-weights big-imagenet" in e.note.value
     assert "fetch-weights huge-imagenet" in e.note.value
@@ -381,35 +399,218 @@ def test_models_without_weights_are_noted_and_skipped(monkeypatch):
 
 def test_presentation_mode_is_large(explorer):
     e = Explorer(methods={"scaled": make_method([])}, models={"tiny": tiny_cnn()},
-                 data=toy_data(), sync=True, presentation=True)
+                 data=toy_data(), sync=True, presentation=True).start()
     assert e.figure.layout.height > explorer.figure.layout.height
     assert e.figure.layout.font.size > explorer.figure.layout.font.size
 
 
-def test_subclass_hooks_compute_render_and_extra_controls():
+def test_explorer_hooks_compute_render_and_declared_controls():
     class Occluder(Explorer):
-        """Grey out a patch and show the class probability: a chapter-style subclass."""
+        """Grey out a patch and show the class probability: a chapter-style explorer."""
 
-        def extra_controls(self):
-            return {"row": widgets.IntSlider(0, min=0, max=6, description="row")}
+        def __init__(self, **kwargs):
+            super().__init__(controls=[Option("row", "int", 0, low=0, high=6)], **kwargs)
 
         def compute(self, request):
+            result = self.predict(request)  # the shared opening: probabilities, target
             x = request.x.clone()
             r = request.extras["row"]
             x[..., r:r + 2, :] = 0.5
-            probabilities = torch.softmax(request.model(x), 1)[0].detach()
-            return base.Result(request, None, int(request.label), probabilities, 0.0,
-                               extra={"x": x})
+            result.extra["x"] = x
+            return result
 
         def render(self, result):
             return base.viz.heatmap_overlay(result.extra["x"][0])
 
-    e = Occluder(models={"tiny": tiny_cnn()}, data=toy_data(), sync=True)
-    assert e.extra_box.children == (e.extra_widgets["row"],)
-    e.extra_widgets["row"].value = 3
+    e = Occluder(models={"tiny": tiny_cnn()}, data=toy_data(), sync=True).start()
+    row = e.extra_widgets["row"]
+    assert e.extra_box.children == (row,) and isinstance(row, widgets.IntSlider)
+    assert e.result.target == 0 and e.result.probabilities.sum().item() == pytest.approx(1.0)
+    row.value = 3
     image = np.asarray(e.figure.data[0].z)
     assert (image[3:5] == 128).all() and not (image[:3] == 128).all()
     assert e.result.request.extras == {"row": 3}
+    assert e.value("row") == 3
+
+
+def test_view_controls_only_redraw():
+    calls = []
+    seen = []
+
+    class Tinted(Explorer):
+        def __init__(self, **kwargs):
+            super().__init__(view_controls=[Option("tint", "float", 0.0, low=0.0, high=1.0,
+                                                   expensive=False)], **kwargs)
+
+        def render(self, result):
+            seen.append(self.value("tint"))
+            return super().render(result)
+
+    e = Tinted(methods={"scaled": make_method(calls)}, models={"tiny": tiny_cnn()},
+               data=toy_data(), sync=True).start()
+    e.view_widgets["tint"].value = 0.5
+    assert calls == [(1.0, 0)] and seen == [0.0, 0.5]
+    assert e.view_widgets["tint"] in e.display_box.children
+
+
+# --------------------------------------------------------------------------- quick answers
+def coarse_method(calls):
+    @options(Option("steps", "int", 50, low=2, high=100))
+    def stepped(model, inputs, target, steps=50):
+        calls.append(steps)
+        return steps * input_x_gradient(model, inputs, target)
+
+    return stepped
+
+
+def test_a_coarse_picture_comes_first_then_the_final_one():
+    calls, shown = [], []
+    base.COARSE["stepped"] = lambda o: ({**o, "steps": 4}, "4 steps") if o["steps"] > 4 \
+        else None
+    try:
+        e = Explorer(methods={"stepped": coarse_method(calls)}, models={"tiny": tiny_cnn()},
+                     data=toy_data(), sync=True, coarse_first=True)
+        e.normalize.value = "none"
+        e.status_line.observe(lambda change: shown.append(
+            (change["new"], np.asarray(e.figure.data[1].z).copy())), names="value")
+        e.start()
+        assert calls == [4, 50]  # the coarse request first, then the full one
+        (coarse_status, coarse_z), (final_status, final_z) = shown
+        assert "coarse: 4 steps — refining…" in coarse_status and "coarse" not in final_status
+        np.testing.assert_allclose(final_z, 50 / 4 * coarse_z, rtol=1e-5)  # another picture
+        assert e.result.request.opts == {"steps": 50}
+        e.sample_picker.value = 1
+        e.sample_picker.value = 0  # the full result is cached: no coarse picture again
+        assert calls == [4, 50, 4, 50] and "coarse" not in e.status_line.value
+    finally:
+        del base.COARSE["stepped"]
+
+
+def test_sync_mode_computes_only_the_final_result():
+    calls = []
+    e = Explorer(methods={"stepped": coarse_method(calls)}, models={"tiny": tiny_cnn()},
+                 data=toy_data(), sync=True).start()
+    assert e.coarse_first is False and calls == [50]
+    request = e.request()
+    assert e.coarse(request) is None  # no rule for this method
+    cheaper = request.variant("2 steps", options={"steps": 2})
+    assert cheaper.opts == {"steps": 2} and cheaper.key != request.key
+    assert cheaper.coarse == "2 steps" and cheaper.check is False
+
+
+def test_coarse_rules_of_the_course_methods():
+    from xai_course import gradients, perturbation, surrogates
+
+    assert base.coarse_options(gradients.integrated_gradients, {"steps": 50}) == (
+        {"steps": 8}, "8 steps")
+    assert base.coarse_options(gradients.integrated_gradients, {"steps": 4}) is None
+    assert base.coarse_options(perturbation.occlusion, {"window": 8, "stride": 2}) == (
+        {"window": 8, "stride": 8}, "stride 8")
+    assert base.coarse_options(surrogates.lime, {"samples": 500})[0] == {"samples": 60}
+    assert base.coarse_options(gradients.gradient, {}) is None
+
+
+def test_a_coarse_result_of_an_old_request_never_shows_after_a_newer_one():
+    release = threading.Event()
+    calls = []
+
+    @options(Option("steps", "int", 50, low=2, high=100))
+    def stepped(model, inputs, target, steps=50):
+        calls.append(steps)
+        if steps == 4 and len(calls) > 2:
+            assert release.wait(10)
+        return steps * input_x_gradient(model, inputs, target)
+
+    base.COARSE["stepped"] = lambda o: ({**o, "steps": 4}, "4 steps")
+    try:
+        e = Explorer(methods={"stepped": stepped}, models={"tiny": tiny_cnn()},
+                     data=toy_data(), sync=False).start()
+        e.wait()
+        assert e.result.request.opts == {"steps": 50} and e.result.request.coarse is None
+        e.sample_picker.value = 1  # its coarse pass blocks in the worker
+        deadline = time.time() + 10
+        while len(calls) < 3 and time.time() < deadline:
+            time.sleep(0.005)
+        e.sample_picker.value = 0  # cached: drawn at once
+        release.set()
+        e.wait()
+    finally:
+        del base.COARSE["stepped"]
+    assert calls == [4, 50, 4]  # sample 1's full pass never ran: it was stale
+    assert e.result.request.sample == 0 and e.result.request.coarse is None
+    e.close()
+
+
+# --------------------------------------------------------------------------- figures
+def test_update_figure_in_place_or_in_a_new_widget():
+    widget = go.FigureWidget(go.Figure(go.Heatmap(z=np.eye(3)), layout=dict(title="first")))
+    same = update_figure(widget, go.Figure(go.Heatmap(z=2 * np.eye(3), zmid=0),
+                                           layout=dict(title="second")))
+    assert same is widget  # the same structure: updated in place
+    np.testing.assert_array_equal(widget.data[0].z, 2 * np.eye(3))
+    assert widget.data[0].zmid == 0 and widget.layout.title.text == "second"
+    update_figure(widget, go.Figure(go.Heatmap(z=np.eye(3))))
+    assert widget.data[0].zmid is None and widget.layout.title.text is None  # reset
+    two = go.Figure([go.Bar(y=[1, 2]), go.Scatter(y=[3, 1])])
+    new = update_figure(widget, two)
+    assert new is not widget and [t.type for t in new.data] == ["bar", "scatter"]
+    grid = viz.method_grid(torch.rand(3, 4, 4), {"a": torch.rand(4, 4), "b": torch.rand(4, 4)})
+    wider = update_figure(new, grid)  # more axes: a new widget, built from the figure
+    assert wider is not new and wider.layout.xaxis2.domain == grid.layout.xaxis2.domain
+
+
+def test_a_new_structure_swaps_the_widget_in_the_explorer(explorer):
+    e = explorer
+    first = e.figure
+    e.sample_picker.value = 1
+    assert e.figure is first  # same structure: in place
+    e.show_figure(viz.method_grid(torch.rand(1, 8, 8), {"a": torch.rand(8, 8),
+                                                        "b": torch.rand(8, 8)}))
+    assert e.figure is not first and e.figure_box.children == (e.figure,)
+    assert len(e.figure.data) == 4
+
+
+def test_displayed_again_the_explorer_shows_the_current_figure(explorer, monkeypatch):
+    import IPython.display
+
+    e = explorer
+    monkeypatch.setattr(IPython.display, "display", lambda *args: None)
+    e.sample_picker.value = 2  # drawn in place
+    first, z = e.figure, heat_z(explorer).copy()
+    e._ipython_display_()  # a second view of the explorer
+    assert e.figure is not first and e.figure_box.children == (e.figure,)
+    np.testing.assert_array_equal(heat_z(e), z)  # built from the current state
+
+
+def test_no_private_plotly_attributes_in_the_widgets():
+    from pathlib import Path
+
+    for path in (Path(base.__file__).parent).glob("*.py"):
+        text = path.read_text()
+        for private in ("_widget_data", "_widget_layout", "_layout_obj", "_props",
+                        "_data_objs"):
+            assert private not in text, f"{path.name} uses plotly's {private}"
+
+
+def test_clicks_reach_the_clicked_hook():
+    clicks = []
+
+    class Clicky(Explorer):
+        def render(self, result):
+            fig = super().render(result)
+            fig.add_trace(go.Heatmap(z=np.zeros((8, 8)), opacity=0.0, name="target"))
+            return fig
+
+        def clicked(self, trace_name, x, y):
+            clicks.append((trace_name, x, y))
+
+    e = Clicky(input_x_gradient, models={"tiny": tiny_cnn()}, data=toy_data(), sync=True,
+               clickable=["target"]).start()
+    trace = e.figure.data[-1]
+    points = type("Points", (), {"xs": [3], "ys": [5]})()
+    e._on_click(trace, points)  # what plotly's click callback calls
+    e._on_click(trace, type("Points", (), {"xs": [], "ys": []})())  # a click elsewhere
+    assert clicks == [("target", 3, 5)]
 
 
 # --------------------------------------------------------------------------- real zoo models
@@ -420,7 +621,7 @@ def test_gradient_on_an_embedded_model_is_timed_and_checked(name, trace):
     from xai_course import gradients
 
     e = Explorer(methods={"gradient": gradients.gradient}, models=[name], device="cpu",
-                 sync=True, n_samples=8, check=True)
+                 sync=True, n_samples=8, check=True).start()
     assert e.error.value == "", e.error.value
     assert e.figure.data[0].type == trace
     for sample in (1, 2, 3):
@@ -431,41 +632,26 @@ def test_gradient_on_an_embedded_model_is_timed_and_checked(name, trace):
 
 
 def test_one_method_alone_and_bad_arguments():
-    e = Explorer(input_x_gradient, models={"tiny": tiny_cnn()}, data=toy_data(), sync=True)
+    e = Explorer(input_x_gradient, models={"tiny": tiny_cnn()}, data=toy_data(),
+                 sync=True).start()
     assert list(e.methods) == ["input_x_gradient"] and e.error.value == ""
     with pytest.raises(ValueError, match=r"unknown model 'resnet'; choose from \['tiny'\]"):
         Explorer(input_x_gradient, models={"tiny": tiny_cnn()}, data=toy_data(), model="resnet")
 
 
-def test_the_worker_runs_the_faster_copy_of_the_model(monkeypatch):
-    """The worker may not trace with torch.fx (it patches the whole process): the explorer
-    traces the model on the main thread when it builds a request, and the worker copies
-    that graph for Integrated Gradients' passes (gradients.for_input_gradients)."""
+def test_the_explorer_runs_the_model_prepared_for_many_passes():
+    """A zoo model with BatchNorm is folded (fast.for_many_passes), a given module stays as
+    the user made it, and the explorer's answer is the model's up to rounding."""
     from xai_course import gradients
+    from xai_course.convention import model_state, same_state
 
-    made = []
-    real = gradients.for_input_gradients
-
-    def recording(model):
-        fast = real(model)
-        made.append((threading.current_thread() is threading.main_thread(), fast is not model))
-        return fast
-
-    monkeypatch.setattr(gradients, "for_input_gradients", recording)
-
-    @options()
-    def ig_in_passes(model, inputs, target):
-        return gradients.integrated_gradients(model, inputs, target, steps=4, batch_size=1)
-
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-                          nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 3)).eval()
-    e = Explorer(methods={"ig": ig_in_passes}, models={"bn": model}, data=toy_data(),
-                 sync=False)
-    e.wait()
-    assert e.last_error is None
-    assert made == [(False, True)]  # on the worker, a copy
-    _, x, t = e.result.request.model, e.result.request.x, e.result.target
-    assert torch.allclose(e.result.attribution, gradients.integrated_gradients(
-        model, x, t, steps=4), atol=1e-6)
-    e.close()
+    given = zoo.load_model("cluttered-digits", "cpu")
+    before = model_state(given)
+    e = Explorer(gradients.gradient, models={"mine": given}, sync=True,
+                 data=zoo.dataset("cluttered-digits", n=2)).start()
+    prepared = e.model()
+    assert prepared is not given and same_state(before, model_state(given))
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in prepared.modules())
+    x, target = e.result.request.x, e.result.target
+    expected = gradients.gradient(given, x, target)[0]
+    assert torch.allclose(e.result.attribution, expected, atol=1e-4 * expected.abs().max())

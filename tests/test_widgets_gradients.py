@@ -34,7 +34,7 @@ def sample(explorer):
 
 
 def test_method_grid_shows_every_method_with_its_captum_difference():
-    e = MethodGrid(models=DIGITS, sync=True, n_samples=4, samples=4, steps=8)
+    e = MethodGrid(models=DIGITS, sync=True, n_samples=4, samples=4, steps=8).start()
     assert e.last_error is None
     maps = e.result.extra["maps"]
     assert list(maps) == ["gradient", "input × gradient", "SmoothGrad", "SmoothGrad²", "VarGrad",
@@ -51,13 +51,13 @@ def test_method_grid_shows_every_method_with_its_captum_difference():
     assert max(errors.values()) <= 1e-5 * scale
     assert "largest |ours − Captum|" in e.status_line.value
     result = e.result
-    e.absolute.value = True
+    e.view_widgets["absolute"].value = True
     assert e.result is result  # drawing only, no recomputation
     assert all(np.nanmin(h.z) >= 0 for h in heatmaps(e))  # |map|: nothing below 0
 
 
 def test_method_grid_on_text_draws_one_token_row_per_method():
-    e = MethodGrid(models=["reviews"], sync=True, n_samples=4, samples=2, steps=8)
+    e = MethodGrid(models=["reviews"], sync=True, n_samples=4, samples=2, steps=8).start()
     assert e.last_error is None
     assert "Guided Backprop" not in e.result.extra["maps"]  # an LSTM has no ReLU to guide
     assert len(heatmaps(e)) == 6
@@ -66,7 +66,7 @@ def test_method_grid_on_text_draws_one_token_row_per_method():
 
 
 def test_noise_explorer_sigma_zero_gives_the_base_method():
-    e = NoiseExplorer(models=DIGITS, sync=True, n_samples=4, samples=5)
+    e = NoiseExplorer(models=DIGITS, sync=True, n_samples=4, samples=5).start()
     assert e.last_error is None
     e.extra_widgets["sigma_fraction"].value = 0.0
     maps = e.result.extra["maps"]
@@ -87,7 +87,7 @@ def test_noise_explorer_sigma_zero_gives_the_base_method():
 
 
 def test_path_explorer_running_sum_and_completeness_gaps():
-    e = PathExplorer(models=DIGITS, sync=True, n_samples=4, steps=(2, 8, 32), grid=16)
+    e = PathExplorer(models=DIGITS, sync=True, n_samples=4, steps=(2, 8, 32), grid=16).start()
     assert e.last_error is None
     x_extra = e.result.extra
     model, x, t = sample(e)
@@ -105,14 +105,17 @@ def test_path_explorer_running_sum_and_completeness_gaps():
     assert x_extra["gaps"]["riemann_right"][-1] < x_extra["gaps"]["riemann_right"][0]
     # the alpha slider only redraws: same result object, a different path point shown
     result, shown = e.result, e.figure.data[0].z
-    e.alpha.value = 1.0
+    e.view_widgets["alpha"].value = 1.0
     assert e.result is result
     assert (e.figure.data[0].z != shown).any()
-    assert "α = 0.969" in e.figure.layout.annotations[0].text
+    assert "α = 0.969" in e.figure.layout.annotations[0].text.replace("<br>", " ")
+    assert e.extra_widgets["baseline"].options == tuple(  # IG's own declared option
+        (b, b) for b in gradients.integrated_gradients.options["baseline"].choices)
 
 
 def test_path_explorer_baseline_choice_and_text_refusal():
-    e = PathExplorer(models=DIGITS + ["reviews"], sync=True, n_samples=2, steps=(2, 4), grid=4)
+    e = PathExplorer(models=DIGITS + ["reviews"], sync=True, n_samples=2, steps=(2, 4),
+                     grid=4).start()
     e.extra_widgets["baseline"].value = "mean"
     model, x, t = sample(e)
     assert torch.allclose(e.result.extra["x_base"], gradients.make_baseline(x, "mean")[0].cpu())
@@ -123,7 +126,7 @@ def test_path_explorer_baseline_choice_and_text_refusal():
 
 
 def test_baseline_explorer_completeness_per_baseline():
-    e = BaselineExplorer(models=DIGITS, sync=True, n_samples=4, steps=16)
+    e = BaselineExplorer(models=DIGITS, sync=True, n_samples=4, steps=16).start()
     assert e.last_error is None
     rows = e.result.extra["rows"]
     assert list(rows) == list(gradients.BASELINES)
@@ -145,10 +148,12 @@ def test_trusted_range_by_hand():
     exact[ts <= -1.0] -= 0.05  # 5% off at t = -1 and beyond: within 10% there
     exact[ts <= -2.0] -= 1.0
     assert trusted_range(ts, exact, linear) == (-1.5, 1.0)
+    # float rounding at t = 0 does not close the band
+    assert trusted_range(ts, linear + 1e-7, linear) == (-2.0, 2.0)
 
 
 def test_linearisation_explorer_meets_the_line_at_zero():
-    e = LinearisationExplorer(models=DIGITS, sync=True, n_samples=4, points=21)
+    e = LinearisationExplorer(models=DIGITS, sync=True, n_samples=4, points=21).start()
     assert e.last_error is None
     r = e.result.extra
     model, x, t = sample(e)
@@ -167,12 +172,36 @@ def test_linearisation_explorer_meets_the_line_at_zero():
     e.extra_widgets["direction"].value = "to black"
     assert torch.allclose(e.result.extra["d"], -x.cpu() / x.norm())
     before = e.result
-    e.t.value = -1.0
+    e.view_widgets["t / reach"].value = -1.0
     assert e.result is before  # the t slider only redraws
 
 
+def test_linearisation_band_is_visible_at_the_default_settings():
+    """The band where the gradient is right within 10% is not empty, and not everything."""
+    e = LinearisationExplorer(models=["cluttered-digits"], sync=True, n_samples=4).start()
+    low, high = e.result.extra["trusted"]
+    reach = e.result.extra["reach"]
+    assert low < 0 < high and (high - low) / (2 * reach) > 0.02
+    assert (low, high) != (-reach, reach)
+    band = next(s for s in e.figure.layout.shapes if s.type == "rect")
+    assert (band.x0, band.x1) == (low, high) and band.opacity >= 0.2
+
+
+def test_noise_explorer_builds_its_controls_from_smoothgrads_options():
+    e = NoiseExplorer(models=DIGITS, sync=True, n_samples=2, samples=3).start()
+    spec = gradients.smoothgrad.options["sigma_fraction"]
+    sigma = e.extra_widgets["sigma_fraction"]
+    assert (sigma.min, sigma.max, sigma.value) == (spec.low, spec.high, spec.default)
+    assert e.extra_widgets["samples"].value == 3
+    request = e.request()
+    assert request.extras["samples"] == 3
+    e.extra_widgets["samples"].value = 25
+    coarse = e.coarse(e.request())
+    assert coarse.extras["samples"] == 4 and coarse.coarse == "4 samples"
+
+
 def test_token_explorer_reports_the_share_on_the_deciding_tokens():
-    e = TokenExplorer(sync=True, n_samples=4)
+    e = TokenExplorer(sync=True, n_samples=4).start()
     assert e.last_error is None
     data = zoo.dataset("reviews", n=4)
     model = e.result.request.model
@@ -190,7 +219,8 @@ def test_image_explorers_skip_imagenet_models_without_weights(monkeypatch, tmp_p
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty cache, on any machine
     assert not imagenet.cached("resnet50-imagenet")
-    e = LinearisationExplorer(models=["resnet50-imagenet", "digits"], sync=True, n_samples=2)
+    e = LinearisationExplorer(models=["resnet50-imagenet", "digits"], sync=True,
+                              n_samples=2).start()
     assert "not available" in e.note.value and e.model_picker.value == "digits"
     assert e.last_error is None
 
@@ -200,7 +230,7 @@ def test_explorers_take_a_model_of_ones_own():
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(inplace=True),
                           nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10)).eval()
     data = zoo.dataset("cluttered-digits", n=3)
-    e = MethodGrid(models={"mine": model}, data=data, sync=True, samples=2, steps=4)
+    e = MethodGrid(models={"mine": model}, data=data, sync=True, samples=2, steps=4).start()
     assert e.last_error is None
     assert e.result.extra["maps"]["Guided Backprop"].shape == (3, 64, 64)
     assert len(model[1]._forward_pre_hooks) == 0
@@ -215,7 +245,8 @@ def test_method_grid_on_an_imagenet_architecture_and_photo():
     torch.manual_seed(0)
     net = ImageNetClassifier(torchvision.models.resnet18()).eval()
     photos = zoo.dataset("photos", n=1)
-    e = MethodGrid(models={"resnet18 (random)": net}, data=photos, sync=True, samples=1, steps=2)
+    e = MethodGrid(models={"resnet18 (random)": net}, data=photos, sync=True, samples=1,
+                   steps=2).start()
     assert e.last_error is None
     maps = e.result.extra["maps"]
     assert all(m.shape == (3, 224, 224) for m in maps.values())
@@ -228,7 +259,7 @@ def test_the_check_of_a_randomised_method_uses_the_same_noise_on_both_sides():
     from xai_course.widgets.base import Explorer
 
     e = Explorer({"smoothgrad": gradients.smoothgrad}, models=["digits"], device="cpu",
-                 sync=True, n_samples=4, check=True)
+                 sync=True, n_samples=4, check=True).start()
     assert e.last_error is None
     assert e.result.reference_error < 1e-5
     first = e.result.attribution.clone()

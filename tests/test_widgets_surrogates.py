@@ -18,7 +18,7 @@ from xai_course.widgets.surrogates import (
 @pytest.fixture(scope="module")
 def explorer():
     e = LimeExplorer(models=["cluttered-digits"], sync=True, n_samples=4, device="cpu",
-                     samples=100)
+                     samples=100).start()
     yield e
     e.close()
 
@@ -26,6 +26,7 @@ def explorer():
 def click(e, row, col):
     """What plotly sends when the student clicks pixel (row, col) of the superpixel trace."""
     trace = next(t for t in e.figure.data if t.name == "superpixels")
+    assert trace.hovertemplate and trace.hoverinfo != "skip"  # plotly reports its clicks
     e._on_click(trace, types.SimpleNamespace(xs=[col], ys=[row], point_inds=[0]), None)
 
 
@@ -80,18 +81,31 @@ def test_tree_surrogate_draws_the_tree_and_the_fidelity_curve(explorer):
     e.extra_widgets["surrogate"].value = "linear"
 
 
+def test_lime_controls_are_limes_own_options(explorer):
+    from xai_course import surrogates as core
+
+    assert set(core.lime.options) <= set(explorer.extra_widgets)
+    width = explorer.extra_widgets["kernel_width"]
+    assert width.value == pytest.approx(core.lime.options["kernel_width"].default)
+    request = explorer.request()
+    assert explorer.coarse(request).extras["samples"] == 60
+
+
 def test_a_text_model_is_refused_in_the_error_area():
-    e = LimeExplorer(models=["reviews"], sync=True, n_samples=4, device="cpu")
+    e = LimeExplorer(models=["reviews"], sync=True, n_samples=4, device="cpu").start()
     assert "explains images" in e.error.value
 
 
 def test_tabular_lime_bars_and_tree():
-    e = TabularLime(sync=True, n_samples=4, device="cpu", samples=200)
+    e = TabularLime(sync=True, n_samples=4, device="cpu", samples=200).start()
     assert e.error.value == "", e.error.value
     bars = e.figure.data[0]
     assert bars.type == "bar" and len(bars.y) == 12
     names = zoo.dataset("breast-cancer", n=1).features
     assert all(label.split(" = ")[0] in names for label in bars.y)
+    assert e.figure.layout.template.layout.yaxis.automargin  # the names are not clipped
+    e.view_widgets["features shown"].value = 5
+    assert len(e.figure.data[0].y) == 5
     largest = e.result.attribution.abs().max().item()
     assert max(abs(v) for v in bars.x) == pytest.approx(largest)
     e.extra_widgets["surrogate"].value = "tree"

@@ -12,10 +12,12 @@ def test_top_classes_orders_by_probability():
 
 
 def test_zoo_tour_shows_the_image_and_the_probabilities():
-    tour = ZooTour(models=["digits", "cluttered-digits"], sync=True, n_samples=8)
+    tour = ZooTour(models=["digits", "cluttered-digits"], sync=True, n_samples=8).start()
     assert tour.last_error is None
     bars = [t for t in tour.figure.data if t.type == "bar"]
     assert len(bars) == 1 and len(bars[0].x) == 5
+    labels = next(t for t in tour.figure.data if t.type == "scatter")  # inside the panel
+    assert labels.xaxis == bars[0].xaxis and len(labels.text) == 5
     assert abs(max(bars[0].x) - tour.result.probabilities.max().item()) < 1e-6
     first = tour.result.probabilities.clone()
     tour.sample_picker.value = 3
@@ -26,6 +28,9 @@ def test_zoo_tour_shows_the_image_and_the_probabilities():
 
 
 def test_zoo_tour_on_text():
-    tour = ZooTour(models=["reviews"], sync=True, n_samples=8)
+    tour = ZooTour(models=["reviews"], sync=True, n_samples=8).start()
     assert tour.last_error is None
     assert any(t.type == "bar" for t in tour.figure.data)
+    words = tour.figure.data[0]
+    assert words.type == "heatmap" and (words.zmin, words.zmax) == (-1, 1)  # white, not blank
+    assert [w for w in words.text.flatten() if w]

@@ -6,7 +6,8 @@
     "how it is made"       the channel maps A_k with the largest terms, each with its weight
                            alpha_k, and their weighted sum: the formula happening;
     "coarse vs upsampled"  the raw h x w map, drawn as blocks, and bilinearly upsampled.
-  Score-CAM shows a progress bar: it is one forward pass per channel.
+  Score-CAM costs one forward pass per channel: a first picture scores only 8 channels
+  (`cam.score_cam_topk`), then the full map follows.
 - `CamLayers`: one method at an early, middle and late layer side by side, so the trade
   between resolution (early) and class-specific meaning (late) is seen at once.
 """
@@ -22,10 +23,11 @@ import torch
 from plotly.subplots import make_subplots
 
 from xai_course import cam, viz
+from xai_course.convention import Option
 
-from .base import Explorer, Request, Result
+from .base import IMAGE_MODELS, Explorer, Request, Result
 
-__all__ = ["CamExplorer", "CamLayers", "METHODS", "WEIGHT_NAMES", "IMAGE_MODELS"]
+__all__ = ["CamExplorer", "CamLayers", "METHODS", "WEIGHT_NAMES"]
 
 METHODS = {"CAM": cam.cam, "Grad-CAM": cam.grad_cam, "Grad-CAM++": cam.grad_cam_pp,
            "Score-CAM": cam.score_cam}
@@ -36,39 +38,36 @@ WEIGHT_NAMES = {  # what alpha_k is, per method
     cam.score_cam: "Score-CAM score (softmax)",
     cam.score_cam_topk: "Score-CAM score (top-k)",
 }
-# Image models only: the text model has no feature maps (the notebook shows the error).
-IMAGE_MODELS = ["cluttered-digits", "digits", "shortcut-digits", "resnet50-imagenet",
-                "vgg16-imagenet"]
-DISPLAY_OPTIONS = ("relu", "upsample", "normalize")
-VIEWS = ["map", "how it is made", "coarse vs upsampled"]
+MAP_OPTIONS = ("relu", "upsample", "normalize")  # how the weighted sum becomes a map
+# The display's "normalise" control scales the map: the methods' own `normalize` stays None.
+FIXED = {"normalize": None}
+VIEWS = ("map", "how it is made", "coarse vs upsampled")
+COARSE_CHANNELS = 8  # Score-CAM's first picture scores this many channels
 
 
-def _layer_options(layers: list[cam.Layer]) -> list[tuple[str, str]]:
-    return [(str(layer), layer.name) for layer in layers if layer.height * layer.width > 1]
+def _coarse_score_cam(request: Request) -> Request | None:
+    """Score-CAM's first picture: only the 8 most active channels scored (score_cam_topk)."""
+    if request.method is not cam.score_cam:
+        return None
+    return request.variant(f"{COARSE_CHANNELS} channels scored", method=cam.score_cam_topk,
+                           options=dict(k=COARSE_CHANNELS, rank="activation"))
 
 
-class _LayersMixin:
-    """The layer list of the model on screen, refreshed when the model changes."""
+class _LayerList:
+    """The conv layers of each model (by name), listed once."""
 
-    def _layers(self, model_name: str) -> list[cam.Layer]:
-        key = model_name
-        if key not in self._layer_cache:
-            model = self._model(model_name, self.device_picker.value)
-            self._layer_cache[key] = cam.conv_layers(model, self._input_shape(model_name))
-        return self._layer_cache[key]
+    def __init__(self, explorer: Explorer):
+        self.explorer, self.known = explorer, {}
 
-    def _on_model(self, change=None) -> None:
-        """Load the model (the frame falls back if its weights are missing), list its layers."""
-        with self._holding():
-            super()._on_model(change)
-            self._refresh_layers()
-        self.update()
-
-    def _refresh_layers(self) -> None:
-        pass
+    def __call__(self, model_name: str) -> list[cam.Layer]:
+        if model_name not in self.known:
+            e = self.explorer
+            self.known[model_name] = cam.conv_layers(e.model(model_name),
+                                                     e.input_shape(model_name))
+        return self.known[model_name]
 
 
-class CamExplorer(_LayersMixin, Explorer):
+class CamExplorer(Explorer):
     """CAM, Grad-CAM, Grad-CAM++ and Score-CAM at a layer of your choice, and how each is made.
 
     methods: {name: method} from `xai_course.cam` (default: the four of the chapter).
@@ -77,74 +76,60 @@ class CamExplorer(_LayersMixin, Explorer):
 
     def __init__(self, methods=None, **kwargs):
         kwargs.setdefault("models", list(IMAGE_MODELS))
-        self._layer_cache: dict[str, list[cam.Layer]] = {}
-        self.view = widgets.ToggleButtons(description="view", options=VIEWS,
-                                          style={"description_width": "initial"})
-        self.top_k = widgets.IntSlider(description="channels shown", value=6, min=1, max=10,
-                                       style={"description_width": "initial"})
-        self.progress = widgets.IntProgress(description="Score-CAM", value=0, min=0, max=1,
-                                            layout=widgets.Layout(display="none"))
-        super().__init__(methods=methods or dict(METHODS), **kwargs)
-        self.display_box.children = (*self.display_box.children, self.view, self.top_k)
-        self.widget.children = (*self.widget.children, self.progress)
-        for w in (self.view, self.top_k):
-            self._observe(w, self.redraw)
+        view = (Option("view", "choice", "map", "what to draw", choices=VIEWS,
+                       expensive=False),
+                Option("channels shown", "int", 6, "maps A_k drawn in 'how it is made'",
+                       low=1, high=10, expensive=False))
+        super().__init__(methods=methods or dict(METHODS), view_controls=view,
+                         fixed_options=FIXED, **kwargs)
+        # the layers are known once a model is loaded: a dropdown filled by `model_changed`
+        self.add_control(widgets.Dropdown(description="layer", style={"description_width":
+                                                                      "initial"},
+                                          layout=widgets.Layout(width="auto")), name="layer")
+        self.layers = _LayerList(self)
 
-    def extra_controls(self) -> dict[str, widgets.Widget]:
-        return {"layer": widgets.Dropdown(description="layer", options=[("", "")],
-                                          style={"description_width": "initial"},
-                                          layout=widgets.Layout(width="26em"))}
-
-    def _refresh_layers(self) -> None:
+    def model_changed(self, model_name: str) -> None:
         """The layer dropdown of the model now picked; keep the layer if it has it."""
-        layers = self._layers(self.model_picker.value)
+        layers = self.layers(model_name)
         dropdown = self.extra_widgets["layer"]
-        options = _layer_options(layers)
+        options = [(str(layer), layer.name) for layer in layers
+                   if layer.height * layer.width > 1]
         previous = dropdown.value
         dropdown.options = options
         names = [name for _, name in options]
         dropdown.value = previous if previous in names else cam.default_layer(
-            layers, self._model(self.model_picker.value, self.device_picker.value)).name
+            layers, self.model(model_name)).name
 
-    def _progress(self, done: int, total: int) -> None:
-        self.progress.max = total
-        self.progress.value = done
+    def coarse(self, request: Request) -> Request | None:
+        return _coarse_score_cam(request)
 
     # ----------------------------------------------------------------- compute and draw
     def compute(self, request: Request) -> Result:
-        model, x, method = request.model, request.x, request.method
-        with torch.no_grad():
-            probabilities = torch.softmax(model(x).float(), dim=1)[0].cpu()
-        target = self.resolve_target(request, probabilities)
+        result = self.predict(request)
+        model, x, method, target = request.model, request.x, request.method, result.target
         layer = request.extras["layer"] or None
         opts = request.opts
-        display = {k: opts[k] for k in DISPLAY_OPTIONS if k in opts}
-        weight_options = {k: v for k, v in opts.items() if k not in DISPLAY_OPTIONS}
-        scored = method.masked_passes  # Score-CAM: C forward passes, show progress
-        if scored:
-            weight_options["progress"] = self._progress
-            self.progress.value, self.progress.layout.display = 0, None
-        else:
-            self.progress.layout.display = "none"
+        display = {k: opts[k] for k in MAP_OPTIONS if k in opts}
+        weight_options = {k: v for k, v in opts.items() if k not in MAP_OPTIONS}
         start = time.perf_counter()
         maps = cam.layer_maps(model, x, target, layer, gradients=method.uses_gradients)
         weights = method.channel_weights(model, x, maps, **weight_options)
         attribution = cam.weighted_sum(weights, maps, **display)
         if x.device.type == "cuda":
             torch.cuda.synchronize(x.device)
-        ms = (time.perf_counter() - start) * 1000
-        error = None
+        result.ms = (time.perf_counter() - start) * 1000
         if request.check and getattr(method, "reference", None) is not None:
             ref = method.reference(model, x, target, maps.layer, **opts)
-            error = (attribution - ref).abs().max().item()
+            result.reference_error = (attribution - ref).abs().max().item()
         coarse = cam.weighted_sum(weights, maps, relu=False, upsample=None)
-        extra = dict(layer=maps.layer, activations=maps.activations[0].cpu(),
-                     weights=weights[0].cpu(), coarse=coarse[0].cpu(),
-                     relu=display.get("relu", True))
-        return Result(request, attribution[0].detach().cpu(), target, probabilities, ms, error,
-                      extra)
+        result.attribution = attribution[0].detach().cpu()
+        result.extra.update(layer=maps.layer, activations=maps.activations[0].cpu(),
+                            weights=weights[0].cpu(), coarse=coarse[0].cpu(),
+                            relu=display.get("relu", True))
+        return result
 
-    def _overlay_map(self, result: Result) -> torch.Tensor:
+    @staticmethod
+    def overlay_map(result: Result) -> torch.Tensor:
         """The map at the image's size: a raw (upsample=None) map is drawn as blocks."""
         a = result.attribution
         size = tuple(result.request.x.shape[2:])
@@ -152,57 +137,52 @@ class CamExplorer(_LayersMixin, Explorer):
             a = cam.upsample_map(a[None], size, "nearest")[0]
         return a
 
-    def _normalize(self) -> str | None:
-        return None if self.normalize.value == "none" else self.normalize.value
-
     def render(self, result: Result) -> go.Figure:
-        view = self.view.value
+        view = self.value("view")
         if view == "how it is made":
-            return self._render_terms(result)
+            return self.render_terms(result)
         if view == "coarse vs upsampled":
-            return self._render_coarse(result)
+            return self.render_coarse(result)
         request = result.request
         classes = getattr(request.data, "classes", None)
         h, w = result.extra["coarse"].shape
         title = (f"{request.method_name} at {result.extra['layer']} ({h}x{w}) · target "
                  f"{self.class_name(result.target, classes)}")
-        return viz.heatmap_overlay(request.x[0].cpu(), self._overlay_map(result),
-                                   normalize=self._normalize(), opacity=self.opacity.value,
-                                   title=title, presentation=self.presentation)
+        return viz.heatmap_overlay(request.x[0].cpu(), self.overlay_map(result), title=title,
+                                   presentation=self.presentation, **self.overlay())
 
-    def _render_terms(self, result: Result) -> go.Figure:
+    def render_terms(self, result: Result) -> go.Figure:
         """Top row: the k maps with the largest terms |alpha_k| mean(A_k), titled with
-        alpha_k. Bottom row: sum_k alpha_k A_k over all K maps; after ReLU; on the image."""
+        alpha_k. Bottom row: sum_k alpha_k A_k over all K maps; after ReLU; on the image.
+        The grid has 3k columns: a top panel spans 3, a bottom one k."""
         e, request = result.extra, result.request
         A, alpha = e["activations"], e["weights"]
-        k = min(self.top_k.value, len(alpha))
+        k = min(self.value("channels shown"), len(alpha))
         terms = (alpha * A.mean(dim=(1, 2))).abs()
         top = terms.topk(k).indices.tolist()
-        cols = max(k, 3)
         name = WEIGHT_NAMES.get(request.method, "weight")
-        titles = [f"A_{c} · α={alpha[c].item():.3g}" for c in top] + [""] * (cols - k)
+        titles = [f"A_{c}<br>α={alpha[c].item():.3g}" for c in top]
         titles += [f"Σ α_k A_k, all {len(alpha)}",
                    "after ReLU" if e["relu"] else "(no ReLU)", "upsampled, on the image"]
-        fig = make_subplots(rows=2, cols=cols, subplot_titles=titles, vertical_spacing=0.12,
-                            horizontal_spacing=0.02)
-        fig.update_xaxes(visible=False)
-        fig.update_yaxes(visible=False)
+        specs = [[{"colspan": 3}, None, None] * k,
+                 ([{"colspan": k}] + [None] * (k - 1)) * 3]
+        fig = make_subplots(rows=2, cols=3 * k, specs=specs, subplot_titles=titles,
+                            row_heights=[0.4, 0.6], vertical_spacing=0.14,
+                            horizontal_spacing=min(0.02, 1 / (3 * k)))
         for i, c in enumerate(top):
-            viz.add_panel(fig, viz.heatmap_overlay(None, A[c], colorbar=False), 1, i + 1, cols)
+            viz.add_panel(fig, viz.heatmap_overlay(None, A[c], colorbar=False), 1, 3 * i + 1)
         coarse = e["coarse"]
-        viz.add_panel(fig, viz.heatmap_overlay(None, coarse, colorbar=False), 2, 1, cols)
-        viz.add_panel(fig, viz.heatmap_overlay(None, coarse.clamp(min=0) if e["relu"] else coarse,
-                                               colorbar=False), 2, 2, cols)
-        viz.add_panel(fig, viz.heatmap_overlay(request.x[0].cpu(), self._overlay_map(result),
-                                               normalize=self._normalize(),
-                                               opacity=self.opacity.value, colorbar=False),
-                      2, 3, cols)
+        relu = coarse.clamp(min=0) if e["relu"] else coarse
+        viz.add_panel(fig, viz.heatmap_overlay(None, coarse, colorbar=False), 2, 1)
+        viz.add_panel(fig, viz.heatmap_overlay(None, relu, colorbar=False), 2, k + 1)
+        viz.add_panel(fig, viz.heatmap_overlay(request.x[0].cpu(), self.overlay_map(result),
+                                               colorbar=False, **self.overlay()), 2, 2 * k + 1)
         title = (f"{request.method_name} at {e['layer']}: the {k} largest of {len(alpha)} terms "
                  f"α_k A_k; α_k = {name}")
-        return viz.style(fig, title, self.presentation,
-                         height=int(viz.HEIGHT[bool(self.presentation)] * 1.1))
+        rows = viz.ROW_HEIGHT[bool(self.presentation)]
+        return viz.style(fig, title, self.presentation, height=int(1.8 * rows) + 170)
 
-    def _render_coarse(self, result: Result) -> go.Figure:
+    def render_coarse(self, result: Result) -> go.Figure:
         e, request = result.extra, result.request
         coarse = e["coarse"].clamp(min=0) if e["relu"] else e["coarse"]
         h, w = coarse.shape
@@ -210,13 +190,13 @@ class CamExplorer(_LayersMixin, Explorer):
         blocks = cam.upsample_map(coarse[None], size, "nearest")[0]
         smooth = cam.upsample_map(coarse[None], size, "bilinear")[0]
         fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.03, subplot_titles=(
-            f"the map as computed: {h}x{w}", f"{h}x{w} cells on the {size[0]}x{size[1]} image",
+            f"the map as computed: {h}x{w}",
+            viz.wrap(f"{h}x{w} cells on the {size[0]}x{size[1]} image", 30),
             "bilinearly upsampled"))
-        viz.add_panel(fig, viz.heatmap_overlay(None, coarse, colorbar=False), 1, 1, 3)
+        viz.add_panel(fig, viz.heatmap_overlay(None, coarse, colorbar=False), 1, 1)
         for col, m in ((2, blocks), (3, smooth)):
-            overlay = viz.heatmap_overlay(request.x[0].cpu(), m, normalize=self._normalize(),
-                                          opacity=self.opacity.value, colorbar=False)
-            viz.add_panel(fig, overlay, 1, col, 3)
+            viz.add_panel(fig, viz.heatmap_overlay(request.x[0].cpu(), m, colorbar=False,
+                                                   **self.overlay()), 1, col)
         return viz.style(fig, f"{request.method_name} at {e['layer']}", self.presentation)
 
     def status(self, result: Result) -> str:
@@ -226,38 +206,41 @@ class CamExplorer(_LayersMixin, Explorer):
         return f"{super().status(result)} · {layer}"
 
 
-class CamLayers(_LayersMixin, Explorer):
+class CamLayers(Explorer):
     """One method at several depths: the last layer of each resolution, early to late."""
 
     def __init__(self, methods=None, **kwargs):
         kwargs.setdefault("models", list(IMAGE_MODELS))
-        self._layer_cache: dict[str, list[cam.Layer]] = {}
         methods = methods or {k: v for k, v in METHODS.items() if k != "CAM"}
-        super().__init__(methods=methods, **kwargs)
+        super().__init__(methods=methods, fixed_options=FIXED, **kwargs)
+        self.layers = _LayerList(self)
 
     def depths(self, model_name: str) -> list[str]:
         """The last layer of each map resolution (larger than 1 x 1), early to late."""
         last: dict[tuple[int, int], str] = {}
-        for layer in self._layers(model_name):
+        for layer in self.layers(model_name):
             if layer.height * layer.width > 1:
                 last.pop((layer.height, layer.width), None)
                 last[(layer.height, layer.width)] = layer.name
         return list(last.values())
 
+    def coarse(self, request: Request) -> Request | None:
+        return _coarse_score_cam(request)
+
     def compute(self, request: Request) -> Result:
-        model, x = request.model, request.x
-        with torch.no_grad():
-            probabilities = torch.softmax(model(x).float(), dim=1)[0].cpu()
-        target = self.resolve_target(request, probabilities)
+        result = self.predict(request)
         maps = {}
         start = time.perf_counter()
         for name in self.depths(request.model_name):
-            maps[name] = request.method(model, x, target, layer=name, **request.opts)[0].cpu()
-        ms = (time.perf_counter() - start) * 1000
-        return Result(request, maps[name], target, probabilities, ms, extra=dict(maps=maps))
+            maps[name] = request.method(request.model, request.x, result.target, layer=name,
+                                        **request.opts)[0].cpu()
+        result.ms = (time.perf_counter() - start) * 1000
+        result.attribution = maps[name]
+        result.extra["maps"] = maps
+        return result
 
     def render(self, result: Result) -> go.Figure:
-        layers = {layer.name: layer for layer in self._layers(result.request.model_name)}
+        layers = {layer.name: layer for layer in self.layers(result.request.model_name)}
         maps = {}
         for name, m in result.extra["maps"].items():
             layer = layers[name]
@@ -266,8 +249,7 @@ class CamLayers(_LayersMixin, Explorer):
             maps[f"{name} ({layer.height}x{layer.width})"] = m
         classes = getattr(result.request.data, "classes", None)
         return viz.method_grid(
-            result.request.x[0].cpu(), maps, opacity=self.opacity.value,
-            normalize=None if self.normalize.value == "none" else self.normalize.value,
+            result.request.x[0].cpu(), maps, **self.overlay(),
             title=f"{result.request.method_name} from early to late layers · target "
                   f"{self.class_name(result.target, classes)}",
             presentation=self.presentation)

@@ -3,28 +3,28 @@
 - `PerturbationExplorer`: occlusion, meaningful perturbation and extremal perturbation on
   one image. Occlusion: window and stride sliders, and the forward passes each setting
   costs (counted, not computed by formula). The two optimisations are played back: the
-  `step` slider moves through the recorded masks, next to the loss terms as curves with
-  the step marked; l1 / tv / perturbation type (meaningful), area and preserve / delete
-  (extremal) are the method's own controls.
+  `step` slider moves through the optimisation's steps (the masks recorded every few
+  steps), next to the loss terms as curves with the step marked; l1 / tv / perturbation
+  type (meaningful), area and preserve / delete (extremal) are the method's own controls.
 - `cost_comparison`: passes and milliseconds of a gradient, occlusion, meaningful and
   extremal perturbation on the same image, and `cost_figure` to draw them.
 """
 
 from __future__ import annotations
 
+import bisect
 import html
 import time
 
-import ipywidgets as widgets
 import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
 from xai_course import perturbation, viz
+from xai_course.convention import Option
 from xai_course.gradients import gradient
 
-from .base import Explorer, Request, Result
-from .cam import IMAGE_MODELS
+from .base import IMAGE_MODELS, Explorer, Request, Result
 
 __all__ = ["PerturbationExplorer", "METHODS", "cost_comparison", "cost_figure"]
 
@@ -48,19 +48,16 @@ class PerturbationExplorer(Explorer):
 
     def __init__(self, methods=None, **kwargs):
         kwargs.setdefault("models", list(IMAGE_MODELS))
-        self.step = widgets.IntSlider(description="step", value=0, min=0, max=0,
-                                      style={"description_width": "initial"})
-        super().__init__(methods=methods or dict(METHODS), **kwargs)
-        self.display_box.children = (*self.display_box.children, self.step)
-        self._observe(self.step, self.redraw)
+        step = Option("step", "int", 0, "the optimisation step shown", low=0, high=0,
+                      expensive=False)
+        super().__init__(methods=methods or dict(METHODS), view_controls=(step,), **kwargs)
+        self.view_widgets["step"].layout.display = "none"  # only for the optimisations
 
     # ----------------------------------------------------------------- compute and draw
     def compute(self, request: Request) -> Result:
-        model, x, method = request.model, request.x, request.method
-        with torch.no_grad():
-            probabilities = torch.softmax(model(x).float(), dim=1)[0].cpu()
-        target = self.resolve_target(request, probabilities)
-        options = self.seeded(method, request.opts, x.device)
+        result = self.predict(request)
+        model, x, method, target = request.model, request.x, request.method, result.target
+        options = self.with_generator(method, request.opts, x.device)
         optimised = method in TERMS
         start = time.perf_counter()
         with perturbation.count_passes(model) as passes:
@@ -68,33 +65,29 @@ class PerturbationExplorer(Explorer):
                 attribution, history = method(model, x, target, history=True, **options)
             else:
                 attribution, history = method(model, x, target, **options), None
-        ms = (time.perf_counter() - start) * 1000
-        error = None
+        result.ms = (time.perf_counter() - start) * 1000
         if request.check and getattr(method, "reference", None) is not None:
-            ref = method.reference(model, x, target, **self._captum_options(x, request.opts))
-            error = (attribution - ref).abs().max().item()
-        return Result(request, attribution[0].detach().cpu(), target, probabilities, ms, error,
-                      extra=dict(history=history, passes=passes))
-
-    @staticmethod
-    def _captum_options(x: torch.Tensor, options: dict) -> dict:
-        """Our occlusion options in Captum's form: (C, h, w) windows and strides."""
-        c = x.shape[1]
-        return {**options, "window": (c, options["window"], options["window"]),
-                "stride": (c, options["stride"], options["stride"])}
+            ref = method.reference(model, x, target, **options)
+            result.reference_error = (attribution - ref).abs().max().item()
+        result.attribution = attribution[0].detach().cpu()
+        result.extra.update(history=history, passes=passes)
+        return result
 
     def render(self, result: Result) -> go.Figure:
         history = result.extra["history"]
+        slider = self.view_widgets["step"]
+        slider.layout.display = "none" if history is None else None
         if history is None:
             return super().render(result)
-        request = result.request
-        method = request.method
-        if self.step.max != len(history.steps) - 1:  # a new run: show its last step
-            with self._holding():
-                self.step.max = len(history.steps) - 1
-                self.step.value = self.step.max
-        index = self.step.value
-        step = history.steps[index]
+        steps = history.steps  # the recorded step numbers, e.g. 0, 10, ..., 300
+        if result is not self.result:  # a new run (not a redraw): show its last step
+            with self.quietly():
+                slider.max = steps[-1]
+                slider.step = steps[1] - steps[0] if len(steps) > 1 else 1
+                slider.value = steps[-1]
+        index = max(0, bisect.bisect_right(steps, slider.value) - 1)
+        step = steps[index]
+        request, method = result.request, result.request.method
         mask = history.masks[index, 0]
         size = tuple(request.x.shape[-2:])
         if tuple(mask.shape) != size:  # meaningful perturbation records its coarse mask
@@ -104,15 +97,15 @@ class PerturbationExplorer(Explorer):
         shown = 1 - mask if meaningful else mask  # meaningful: what is deleted
         what = ("deleted, 1 − m" if meaningful else
                 "kept region" if request.opts.get("variant") == "preserve" else "deleted region")
-        fig = make_subplots(rows=1, cols=2, column_widths=[0.45, 0.55], horizontal_spacing=0.08,
+        fig = make_subplots(rows=1, cols=2, column_widths=[0.45, 0.55], horizontal_spacing=0.1,
                             subplot_titles=(f"{what} at step {step}", "loss terms"))
-        overlay = viz.heatmap_overlay(request.x[0].cpu(), shown, signed=False, normalize=None,
-                                      opacity=self.opacity.value, colorbar=False)
-        viz.add_panel(fig, overlay, 1, 1, 2)
-        steps = list(range(history.total.shape[0]))
+        viz.add_panel(fig, viz.heatmap_overlay(request.x[0].cpu(), shown, signed=False,
+                                               normalize=None, opacity=self.opacity.value,
+                                               colorbar=False), 1, 1)
+        every = list(range(history.total.shape[0]))
         for name in TERMS[method]:
             values = getattr(history, name)[:, 0]
-            fig.add_trace(go.Scatter(x=steps, y=values.tolist(), mode="lines", name=name),
+            fig.add_trace(go.Scatter(x=every, y=values.tolist(), mode="lines", name=name),
                           row=1, col=2)
         fig.add_vline(x=step, line_dash="dot", row=1, col=2)
         fig.update_xaxes(title_text="step", row=1, col=2)
@@ -163,8 +156,8 @@ def cost_comparison(model, x: torch.Tensor, target: int, window: int = 8, stride
 def cost_figure(rows: list[dict], presentation: bool = False) -> go.Figure:
     """Two bar charts side by side: passes (forward, backward) and milliseconds, log scale."""
     names = [r["method"] for r in rows]
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("passes (log scale)",
-                                                        "milliseconds (log scale)"))
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
+                        subplot_titles=("passes (log scale)", "milliseconds (log scale)"))
     for kind in ("forward", "backward"):
         fig.add_trace(go.Bar(x=names, y=[max(r[kind], 1e-1) for r in rows], name=kind,
                              text=[r[kind] for r in rows]), row=1, col=1)

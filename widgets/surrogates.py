@@ -11,10 +11,14 @@
 - `TreeRegularization`: the decision boundary of a network and of the tree that imitates it,
   trained without and with Wu et al.'s penalty on the tree's average path length.
 - `tree_figure(tree, names)`: a fitted scikit-learn tree drawn in plotly.
+
+The LIME explorers' controls are LIME's own declared options (`surrogates.lime.options`,
+`surrogates.lime_tabular.options`), with the explorer's sample count as the default.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import os
 import time
@@ -26,32 +30,29 @@ import torch
 from plotly.subplots import make_subplots
 
 from xai_course import surrogates, viz
+from xai_course.convention import Option
 
-from .base import Explorer, Result, update_figure
+from .base import IMAGE_MODELS, Explorer, Request, Result, seeded, update_figure
 
 __all__ = ["LimeExplorer", "TabularLime", "TreeRegularization", "tree_figure",
-           "fidelity_by_depth", "DEPTHS", "IMAGE_MODELS"]
+           "fidelity_by_depth", "DEPTHS"]
 
-IMAGE_MODELS = ["cluttered-digits", "digits", "shortcut-digits", "resnet50-imagenet",
-                "vgg16-imagenet"]
 WIDE = {"description_width": "initial"}
 DEPTHS = (1, 2, 3, 4, 5, 6, 8)
 FAST = os.environ.get("XAI_COURSE_FAST") == "1"
 
 
-def _seeded(device) -> torch.Generator:
-    return torch.Generator(device=device).manual_seed(0)
+def _lime_controls(method, samples: int) -> tuple[Option, ...]:
+    """A LIME method's declared options, with `samples` as the samples' default."""
+    specs = dict(method.options)
+    specs["samples"] = dataclasses.replace(specs["samples"], default=samples)
+    return tuple(specs.values())
 
 
-def _add(fig: go.Figure, panel: go.Figure, row: int, col: int, image: bool = False) -> None:
-    """Copy a figure's traces into cell (row, col); image panels get image-style axes."""
-    for trace in panel.data:
-        fig.add_trace(trace, row=row, col=col)
-    if image:
-        anchor = fig.get_subplot(row, col).xaxis.plotly_name.replace("axis", "")
-        fig.update_xaxes(visible=False, constrain="domain", row=row, col=col)
-        fig.update_yaxes(visible=False, autorange="reversed", scaleanchor=anchor,
-                         constrain="domain", row=row, col=col)
+def _fewer_samples(request: Request, most: int) -> Request | None:
+    if request.extras["samples"] <= most:
+        return None
+    return request.variant(f"{most} samples", extra=dict(samples=most))
 
 
 # --------------------------------------------------------------------------- drawing a tree
@@ -140,33 +141,19 @@ class LimeExplorer(Explorer):
     def __init__(self, samples: int | None = None, **kwargs):
         kwargs.setdefault("models", list(IMAGE_MODELS))
         self.default_samples = samples or (100 if FAST else 500)
+        controls = (
+            Option("segmenter", "choice", "slic", "how the image is cut into superpixels",
+                   choices=surrogates.SEGMENTERS),
+            Option("n", "int", 30, "about how many superpixels", low=4, high=120),
+            *_lime_controls(surrogates.lime, self.default_samples),
+        )
+        super().__init__(methods=None, controls=controls, overlay=False,
+                         clickable=["superpixels"], **kwargs)
+        # free text: the superpixels switched off (clicks write here too)
+        self.add_control(widgets.Text(description="switched off", style=WIDE,
+                                      placeholder="click, or e.g. 3, 7",
+                                      continuous_update=False), name="off")
         self._fits: dict[tuple, tuple] = {}
-        super().__init__(methods=None, **kwargs)
-        self.display_box.layout.display = "none"
-
-    def extra_controls(self) -> dict[str, widgets.Widget]:
-        wide = dict(style=WIDE, continuous_update=False)
-        return {
-            "segmenter": widgets.Dropdown(description="superpixels",
-                                          options=list(surrogates.SEGMENTERS), value="slic",
-                                          style=WIDE),
-            "n": widgets.IntSlider(description="how many", value=30, min=4, max=120, **wide),
-            "samples": widgets.IntSlider(description="samples", value=self.default_samples,
-                                         min=20, max=2000, step=20, **wide),
-            "kernel_width": widgets.FloatLogSlider(description="kernel width", value=0.25,
-                                                   base=10, min=-2, max=0.5, **wide),
-            "baseline": widgets.Dropdown(description="switched off shows",
-                                         options=[("its mean colour", "mean"),
-                                                  ("a blur", "blur"), ("black", 0.0)],
-                                         style=WIDE),
-            "surrogate": widgets.ToggleButtons(description="surrogate",
-                                               options=list(surrogates.SURROGATES),
-                                               style=WIDE),
-            "max_depth": widgets.IntSlider(description="tree depth", value=3, min=1, max=8,
-                                           **wide),
-            "off": widgets.Text(description="switched off", placeholder="click, or e.g. 3, 7",
-                                style=WIDE, continuous_update=False),
-        }
 
     # ------------------------------------------------------------------ switching off
     def switched_off(self) -> list[int]:
@@ -183,26 +170,20 @@ class LimeExplorer(Explorer):
         off = set(self.switched_off()) ^ {int(segment)}
         self.extra_widgets["off"].value = ", ".join(map(str, sorted(off)))
 
-    def _on_click(self, trace, points, selector) -> None:
-        if not points.xs or self.result is None:
-            return
-        segments = self.result.extra["segments"]
-        self.toggle(int(segments[int(points.ys[0]), int(points.xs[0])]))
+    def clicked(self, trace_name, x, y) -> None:
+        if self.result is not None:
+            self.toggle(int(self.result.extra["segments"][int(y), int(x)]))
 
-    def _draw(self, result) -> None:
-        super()._draw(result)
-        for trace in self.figure.data:
-            if trace.name == "superpixels":
-                trace.on_click(self._guard(self._on_click))
+    def coarse(self, request: Request) -> Request | None:
+        return _fewer_samples(request, 60)
 
     # ------------------------------------------------------------------ compute
     def compute(self, request) -> Result:
         e, model, x = request.extras, request.model, request.x
         if x.ndim != 4:
             raise ValueError("LimeExplorer explains images; for a table use TabularLime")
-        with torch.no_grad():
-            probabilities = torch.softmax(model(x).float(), dim=1)[0].cpu()
-        target = self.resolve_target(request, probabilities)
+        result = self.predict(request)
+        target = result.target
         key = (request.key[:4], target, e["segmenter"], e["n"], e["samples"],
                e["kernel_width"], e["baseline"], e["surrogate"], e["max_depth"], request.device)
         start = time.perf_counter()
@@ -211,7 +192,7 @@ class LimeExplorer(Explorer):
             attribution, (fit,) = surrogates.lime(
                 model, x, target, segments=segments, samples=e["samples"],
                 kernel_width=e["kernel_width"], baseline=e["baseline"],
-                surrogate=e["surrogate"], max_depth=e["max_depth"], generator=_seeded(x.device),
+                surrogate=e["surrogate"], max_depth=e["max_depth"], generator=seeded(x.device),
                 return_surrogate=True)
             curves = fidelity_by_depth(fit)
             linear = fit if fit.kind == "linear" else surrogates.fit_surrogate(
@@ -220,7 +201,7 @@ class LimeExplorer(Explorer):
             while len(self._fits) > 16:
                 self._fits.pop(next(iter(self._fits)))
         segments, attribution, fit, curves, linear_fidelity = self._fits[key]
-        ms = (time.perf_counter() - start) * 1000
+        result.ms = (time.perf_counter() - start) * 1000
         k = fit.z.shape[1]
         off = [s for s in self.switched_off() if 0 <= s < k]
         z = torch.ones(1, k, device=x.device)
@@ -229,44 +210,49 @@ class LimeExplorer(Explorer):
         shown = surrogates.perturbed_images(x[0], base, segments, z)
         with torch.no_grad():
             model_score = model(shown)[0, target].item()
-        return Result(request, attribution, target, probabilities, ms, extra=dict(
+        result.attribution = attribution
+        result.extra.update(
             segments=segments.cpu(), fit=fit, curves=curves, off=off, shown=shown[0].cpu(),
             model_score=model_score, surrogate_score=fit.predict(z).item(),
-            original_score=fit.y[0].item(), linear_fidelity=linear_fidelity))
+            original_score=fit.y[0].item(), linear_fidelity=linear_fidelity)
+        return result
 
     # ------------------------------------------------------------------ draw
     def render(self, result: Result) -> go.Figure:
         e, request = result.extra, result.request
         fit, segments = e["fit"], e["segments"]
         tree = fit.kind == "tree"
-        titles = ("click a superpixel to switch it off", f"LIME weights ({fit.kind})",
-                  "score: model vs surrogate", "fidelity (weighted R²) by tree depth",
+        titles = (viz.wrap("click a superpixel to switch it off", 24), f"LIME weights ({fit.kind})",
+                  "score: model vs surrogate", viz.wrap("fidelity (weighted R²) by tree depth",
+                                                        24),
                   f"the tree (depth ≤ {request.extras['max_depth']})" if tree
                   else "pick the tree surrogate to see a tree")
         specs = [[{}, {}, {}], [{}, {"colspan": 2}, None]]
         fig = make_subplots(rows=2, cols=3, specs=specs, subplot_titles=titles,
-                            vertical_spacing=0.14, horizontal_spacing=0.06)
-        image = viz.heatmap_overlay(e["shown"], colorbar=False)
-        _add(fig, image, 1, 1, image=True)
+                            vertical_spacing=0.14, horizontal_spacing=0.08)
         h, w = segments.shape
         ids = segments.numpy()
         edges = np.zeros((h, w), bool)
         edges[:-1] |= ids[:-1] != ids[1:]
         edges[:, :-1] |= ids[:, :-1] != ids[:, 1:]
-        fig.add_trace(go.Heatmap(z=edges.astype(float), showscale=False, zmin=0, zmax=1,
-                                 colorscale=[[0, "rgba(0,0,0,0)"], [1, "yellow"]],
-                                 hoverinfo="skip"), row=1, col=1)
-        fig.add_trace(go.Heatmap(z=ids, opacity=0.0, showscale=False, name="superpixels",
-                                 hovertemplate="superpixel %{z}<extra></extra>"), row=1, col=1)
-        _add(fig, viz.heatmap_overlay(request.x[0].cpu(), result.attribution, colorbar=False,
-                                      opacity=0.6), 1, 2, image=True)
+        image = viz.heatmap_overlay(e["shown"], colorbar=False)
+        image.add_trace(go.Heatmap(z=edges.astype(float), showscale=False, zmin=0, zmax=1,
+                                   colorscale=[[0, "rgba(0,0,0,0)"], [1, "yellow"]],
+                                   hoverinfo="skip"))
+        # on top: an invisible heatmap that names the superpixel under the mouse and takes
+        # the clicks (plotly reports clicks only on traces with hover information)
+        image.add_trace(go.Heatmap(z=ids, opacity=0.0, showscale=False, name="superpixels",
+                                   hovertemplate="superpixel %{z}<extra>click: switch it "
+                                                 "off or on</extra>"))
+        viz.add_panel(fig, image, 1, 1)
+        viz.add_panel(fig, viz.heatmap_overlay(request.x[0].cpu(), result.attribution,
+                                               colorbar=False), 1, 2)
+        scores = (e["original_score"], e["model_score"], e["surrogate_score"])
         fig.add_trace(go.Bar(
-            x=["model, original", "model, now", "surrogate, now"],
-            y=[e["original_score"], e["model_score"], e["surrogate_score"]],
+            x=["model,<br>all on", "model,<br>now", "surrogate,<br>now"], y=list(scores),
             marker_color=["#bbbbbb", "#4477aa", "#ee6677"],
-            text=[f"{v:.2f}" for v in (e["original_score"], e["model_score"],
-                                       e["surrogate_score"])], textposition="auto",
-            showlegend=False), row=1, col=3)
+            text=[f"{v:.2f}" for v in scores], textposition="auto", showlegend=False),
+            row=1, col=3)
         for name, values in e["curves"].items():
             fig.add_trace(go.Scatter(x=list(DEPTHS), y=values, mode="lines+markers", name=name),
                           row=2, col=1)
@@ -279,14 +265,12 @@ class LimeExplorer(Explorer):
         if tree:
             drawn = tree_figure(fit.tree, [f"sp {j}" for j in range(fit.z.shape[1])],
                                 binary=True)
-            _add(fig, drawn, 2, 2)
-            fig.update_xaxes(visible=False, row=2, col=2)
-            fig.update_yaxes(visible=False, row=2, col=2)
+            viz.add_panel(fig, drawn, 2, 2, image=False)
+            fig.update_yaxes(range=drawn.layout.yaxis.range, row=2, col=2)
         classes = getattr(request.data, "classes", None)
         title = f"LIME · target {self.class_name(result.target, classes)}"
-        height = int(viz.HEIGHT[bool(self.presentation)] * 1.7)
-        return viz.style(fig, title, self.presentation, height=height).update_layout(
-            legend=dict(orientation="h", y=-0.05))
+        height = 2 * viz.ROW_HEIGHT[bool(self.presentation)] + 300
+        return viz.legend_below(viz.style(fig, title, self.presentation, height=height))
 
     def status(self, result: Result) -> str:
         e, fit = result.extra, result.extra["fit"]
@@ -307,25 +291,12 @@ class TabularLime(Explorer):
         kwargs.setdefault("models", ["breast-cancer"])
         self.default_samples = samples or (200 if FAST else 1000)
         self._background = background
-        super().__init__(methods=None, **kwargs)
-        self.display_box.layout.display = "none"
+        view = (Option("features shown", "int", 12, "bars drawn, largest first", low=3,
+                       high=30, expensive=False),)
+        super().__init__(methods=None, overlay=False, view_controls=view,
+                         controls=_lime_controls(surrogates.lime_tabular,
+                                                 self.default_samples), **kwargs)
         self.upload.layout.display = "none"
-
-    def extra_controls(self) -> dict[str, widgets.Widget]:
-        wide = dict(style=WIDE, continuous_update=False)
-        return {
-            "samples": widgets.IntSlider(description="samples", value=self.default_samples,
-                                         min=20, max=5000, step=20, **wide),
-            "kernel_width": widgets.FloatLogSlider(description="kernel width", value=4.1,
-                                                   base=10, min=-1, max=1.3, **wide),
-            "surrogate": widgets.ToggleButtons(description="surrogate",
-                                               options=list(surrogates.SURROGATES),
-                                               style=WIDE),
-            "max_depth": widgets.IntSlider(description="tree depth", value=3, min=1, max=8,
-                                           **wide),
-            "top": widgets.IntSlider(description="features shown", value=12, min=3, max=30,
-                                     **wide),
-        }
 
     def background(self, request) -> torch.Tensor:
         if self._background is not None:
@@ -334,22 +305,24 @@ class TabularLime(Explorer):
 
         return zoo.dataset(request.data_name, "train").x.to(request.x.device)
 
+    def coarse(self, request: Request) -> Request | None:
+        return _fewer_samples(request, 100)
+
     def compute(self, request) -> Result:
         e, model, x = request.extras, request.model, request.x
         if x.ndim != 2:
             raise ValueError("TabularLime explains rows of a table (N, features); for images "
                              "use LimeExplorer")
-        with torch.no_grad():
-            probabilities = torch.softmax(model(x).float(), dim=1)[0].cpu()
-        target = self.resolve_target(request, probabilities)
+        result = self.predict(request)
         start = time.perf_counter()
         attribution, (fit,) = surrogates.lime_tabular(
-            model, x, target, self.background(request), samples=e["samples"],
+            model, x, result.target, self.background(request), samples=e["samples"],
             kernel_width=e["kernel_width"], surrogate=e["surrogate"], max_depth=e["max_depth"],
-            generator=_seeded(x.device), return_surrogate=True)
-        ms = (time.perf_counter() - start) * 1000
-        return Result(request, attribution[0].cpu(), target, probabilities, ms,
-                      extra=dict(fit=fit))
+            generator=seeded(x.device), return_surrogate=True)
+        result.ms = (time.perf_counter() - start) * 1000
+        result.attribution = attribution[0].cpu()
+        result.extra["fit"] = fit
+        return result
 
     def render(self, result: Result) -> go.Figure:
         request, fit = result.request, result.extra["fit"]
@@ -361,13 +334,14 @@ class TabularLime(Explorer):
             return tree_figure(fit.tree, names, title=title + " · splits in z-scores",
                                presentation=self.presentation)
         a = result.attribution
-        top = a.abs().argsort(descending=True)[: request.extras["top"]].flip(0).tolist()
+        shown = self.value("features shown")
+        top = a.abs().argsort(descending=True)[:shown].flip(0).tolist()
         value = request.x[0].cpu()
         fig = go.Figure(go.Bar(
             x=a[top].tolist(), y=[f"{names[j]} = {value[j]:.2f}" for j in top],
             orientation="h", marker_color=["#ee6677" if a[j] > 0 else "#4477aa" for j in top]))
         fig.update_xaxes(title_text="coefficient: score per standard deviation")
-        return viz.style(fig, title, self.presentation)
+        return viz.style(fig, title, self.presentation, height=28 * len(top) + 160)
 
     def status(self, result: Result) -> str:
         fit = result.extra["fit"]
@@ -396,26 +370,33 @@ class TreeRegularization:
                                                base=10, min=-1, max=1, style=WIDE,
                                                continuous_update=False)
         self.button = widgets.Button(description="train", button_style="primary")
-        self.figure = go.FigureWidget(layout=dict(height=viz.HEIGHT[bool(presentation)],
-                                                  template=viz.TEMPLATE))
+        self.figure_box = widgets.Box([go.FigureWidget(layout=viz.layout(
+            presentation=presentation))], layout=widgets.Layout(width="100%"))
         self.status_line, self.error = widgets.HTML(), widgets.HTML()
-        self.widget = widgets.VBox([widgets.HBox([self.strength, self.button]), self.figure,
-                                    self.status_line, self.error])
+        self.widget = widgets.VBox([widgets.HBox([self.strength, self.button]),
+                                    self.figure_box, self.status_line, self.error])
         self.runs: dict[float, surrogates.TreeRegularized] = {}
         self.button.on_click(lambda _: self.train())
         self.train()
+
+    @property
+    def figure(self) -> go.FigureWidget:
+        return self.figure_box.children[0]
 
     def run(self, strength: float) -> surrogates.TreeRegularized:
         if strength not in self.runs:
             self.runs[strength] = surrogates.tree_regularized_training(
                 self.x, self.y, strength=strength, steps=self.steps, test=self.test,
-                generator=torch.Generator().manual_seed(0))
+                generator=seeded("cpu"))
         return self.runs[strength]
 
     def train(self) -> None:
         try:
             runs = {0.0: self.run(0.0), self.strength.value: self.run(self.strength.value)}
-            update_figure(self.figure, self.render(runs))
+            shown = update_figure(self.figure, self.render(runs))
+            if shown is not self.figure:  # a new structure: a new widget in its place
+                old, self.figure_box.children = self.figure, (shown,)
+                old.close()
             self.status_line.value = " · ".join(
                 f"strength {s:g}: path length <b>{r.path_length:.2f}</b>, test accuracy "
                 f"<b>{r.test_accuracy:.3f}</b>" for s, r in runs.items())
@@ -427,8 +408,8 @@ class TreeRegularization:
         lo, hi = self.x.min(0).values.numpy() - 0.5, self.x.max(0).values.numpy() + 0.5
         titles = []
         for s, r in runs.items():
-            titles += [f"network, strength {s:g} (test acc {r.test_accuracy:.2f})",
-                       f"its tree: path length {r.path_length:.2f}"]
+            titles += [viz.wrap(f"network, strength {s:g} (test acc {r.test_accuracy:.2f})", 24),
+                       viz.wrap(f"its tree: path length {r.path_length:.2f}", 24)]
         fig = make_subplots(rows=1, cols=4, subplot_titles=titles, horizontal_spacing=0.03)
         points = self.x.numpy()
         for i, r in enumerate(runs.values()):

@@ -8,8 +8,15 @@
 
 Colours follow one rule: a signed map (it has negative values) is drawn on a diverging
 scale centred at 0 (red: pushes the score up, blue: pushes it down), an unsigned map on a
-sequential one. Every function returns a plain `go.Figure`; the explorers copy it into their
-`FigureWidget`. `presentation=True` makes the fonts and the figure large for a projector.
+sequential one. Over an image, the diverging scale is transparent at 0, so that the image shows
+where the map is near 0 and the strong values stay saturated.
+
+Subplot figures keep every image at the data's aspect ratio (`add_panel`: y anchored to x,
+the domain shrinks to fit), keep tick labels inside the figure (`automargin`), and give each
+row of panels a fixed height, so that panels and titles do not overlap at any width.
+
+Every function returns a plain `go.Figure`; the explorers show it in their `FigureWidget`.
+`presentation=True` makes the fonts and the figure large for a projector.
 """
 
 from __future__ import annotations
@@ -28,6 +35,10 @@ __all__ = [
     "normalize_map",
     "heatmap_overlay",
     "add_panel",
+    "probability_bars",
+    "blank_figure",
+    "legend_below",
+    "wrap",
     "method_grid",
     "token_figure",
     "line_figure",
@@ -36,11 +47,23 @@ __all__ = [
 ]
 
 DIVERGING = "RdBu_r"  # signed maps: blue < 0 < red
+# the same over an image: transparent at 0, so that the image shows through
+OVERLAY_DIVERGING = [[0.0, "rgba(5,48,97,1)"], [0.25, "rgba(67,147,195,0.85)"],
+                     [0.5, "rgba(247,247,247,0)"], [0.75, "rgba(214,96,77,0.85)"],
+                     [1.0, "rgba(103,0,31,1)"]]
+# Inferno over an image: transparent at 0, opaque where the map is large
+OVERLAY_SEQUENTIAL = [[0.0, "rgba(0,0,4,0)"], [0.1, "rgba(27,12,65,0.15)"],
+                      [0.2, "rgba(74,12,107,0.35)"], [0.3, "rgba(120,28,109,0.55)"],
+                      [0.4, "rgba(165,44,96,0.7)"], [0.5, "rgba(207,68,70,0.8)"],
+                      [0.6, "rgba(237,105,37,0.9)"], [0.8, "rgba(247,209,61,0.95)"],
+                      [1.0, "rgba(252,255,164,1)"]]
+OPACITY = 0.8  # of a map over an image (its colour scales are transparent at 0)
 SEQUENTIAL = "Inferno"  # unsigned maps: dark = 0, bright = large
 FONT_SIZE = {False: 13, True: 22}
 HEIGHT = {False: 420, True: 720}
+ROW_HEIGHT = {False: 260, True: 420}  # one row of image panels in a subplot figure
 # A light look like plotly's "plotly_white", kept small: the full template costs ~30 ms a figure.
-_GRID = dict(gridcolor="#EBF0F8", zerolinecolor="#EBF0F8")
+_GRID = dict(gridcolor="#EBF0F8", zerolinecolor="#EBF0F8", automargin=True)
 TEMPLATE = go.layout.Template(layout=dict(
     paper_bgcolor="white", plot_bgcolor="white", font=dict(color="#2a3f5f"),
     xaxis=_GRID, yaxis=_GRID,
@@ -62,7 +85,8 @@ def layout(title: str | None = None, presentation: bool = False, height: int | N
     """The course's look as a layout dict: light template, title, font and height."""
     return dict(
         template=TEMPLATE,
-        title=dict(text=title) if title else None,
+        title=dict(text=title, y=1, yref="container", yanchor="top", pad=dict(t=8))
+        if title else None,
         font=dict(size=FONT_SIZE[bool(presentation)]),
         height=height or HEIGHT[bool(presentation)],
         margin=dict(l=10, r=10, t=60 if title else 30, b=10),
@@ -72,8 +96,20 @@ def layout(title: str | None = None, presentation: bool = False, height: int | N
 
 def style(fig: go.Figure, title: str | None = None, presentation: bool = False,
           height: int | None = None) -> go.Figure:
-    """Apply `layout(...)` to a figure made elsewhere (e.g. by plotly express)."""
-    return fig.update_layout(layout(title, presentation, height))
+    """Apply `layout(...)` to a figure made elsewhere (e.g. by plotly express or
+    `make_subplots`). The top margin makes room for the title and for the subplot titles of
+    the top row (one line each, 20 px at the normal font size), so that they never meet."""
+    fig.update_layout(layout(title, presentation, height))
+    titles = [a for a in fig.layout.annotations if a.yref == "paper" and a.y is not None
+              and a.yanchor == "bottom" and a.text and not a.showarrow]
+    for a in titles:  # subplot titles: a few pixels above their panel, not touching it
+        a.yshift = 4
+    top = [a.text for a in titles if a.y >= 0.999]
+    if top:
+        size = FONT_SIZE[bool(presentation)] * 1.6
+        lines = max(text.count("<br>") + 1 for text in top)
+        fig.update_layout(margin_t=int((size * 1.5 if title else 10) + size * lines + 14))
+    return fig
 
 
 # --------------------------------------------------------------------------- maps
@@ -144,9 +180,12 @@ def _map_traces(image, attribution, signed, normalize, percentile, opacity, colo
         if signed is None:
             signed = bool((raw < 0).any())
         if signed:
-            scale = dict(colorscale=DIVERGING, zmid=0.0)
+            scale = dict(colorscale=DIVERGING if image is None else OVERLAY_DIVERGING, zmid=0.0)
+            if normalize is not None:  # in [-1, 1]: a colour means the same in every panel
+                scale.update(zmin=-1.0, zmax=1.0)
         else:
-            scale = dict(colorscale=SEQUENTIAL, zmin=0.0, zmax=float(z.max()) or 1.0)
+            scale = dict(colorscale=SEQUENTIAL if image is None else OVERLAY_SEQUENTIAL,
+                         zmin=0.0, zmax=float(z.max()) or 1.0)
         traces.append(go.Heatmap(
             z=z, **scale, opacity=opacity if image is not None else 1.0, showscale=colorbar,
             name="attribution", hovertemplate="x %{x}, y %{y}: %{z:.3g}<extra></extra>",
@@ -162,7 +201,7 @@ def _image_axes(anchor: str = "x") -> tuple[dict, dict]:
 
 def heatmap_overlay(image=None, attribution=None, signed: bool | None = None,
                     normalize: str | None = "maxabs", percentile: float = 99.0,
-                    opacity: float = 0.5, title: str | None = None, colorbar: bool = True,
+                    opacity: float = OPACITY, title: str | None = None, colorbar: bool = True,
                     presentation: bool = False, height: int | None = None) -> go.Figure:
     """An image with an attribution map drawn over it.
 
@@ -178,20 +217,78 @@ def heatmap_overlay(image=None, attribution=None, signed: bool | None = None,
     return go.Figure(traces, layout(title, presentation, height, xaxis=xaxis, yaxis=yaxis))
 
 
-def add_panel(fig: go.Figure, panel: go.Figure, row: int, col: int, cols: int) -> None:
-    """Copy an image / heatmap figure's traces into cell (row, col) of a subplot grid of
-    `cols` columns, with the image's axes (hidden, y downwards, square pixels)."""
+def add_panel(fig: go.Figure, panel: go.Figure, row: int, col: int, image: bool = True) -> None:
+    """Copy a figure's traces into cell (row, col) of a `make_subplots` figure (any grid,
+    also with colspans). image=True: image-style axes (hidden, y downwards, square pixels:
+    y is anchored to the cell's own x axis and the domain shrinks to the data's aspect ratio).
+    image=False: the axes are hidden, the traces drawn as they are (a tree, token cells)."""
     for trace in panel.data:
         fig.add_trace(trace, row=row, col=col)
-    index = (row - 1) * cols + col
-    fig.update_xaxes(visible=False, constrain="domain", row=row, col=col)
-    fig.update_yaxes(visible=False, autorange="reversed", constrain="domain",
-                     scaleanchor=f"x{index if index > 1 else ''}", row=row, col=col)
+    if not image:
+        fig.update_xaxes(visible=False, row=row, col=col)
+        fig.update_yaxes(visible=False, row=row, col=col)
+        return
+    anchor = fig.get_subplot(row, col).xaxis.plotly_name.replace("axis", "")
+    xaxis, yaxis = _image_axes(anchor)
+    fig.update_xaxes(xaxis, row=row, col=col)
+    fig.update_yaxes(yaxis, row=row, col=col)
+
+
+def probability_bars(fig: go.Figure, names: Sequence[str], series: Mapping[str, Sequence[float]],
+                     row: int, col: int, colours: Sequence[str] = ("#4477aa", "#ee6677")) -> None:
+    """Horizontal probability bars in cell (row, col), most probable on top, each class's name
+    written above its bars inside the cell (long ImageNet names never run under the panel to
+    the left, as y tick labels would). series: {legend name: one probability per class}."""
+    k, n = len(names), len(series)
+    width = 0.5 / n
+    for j, (label, values) in enumerate(series.items()):
+        values = [float(v) for v in values]
+        fig.add_trace(go.Bar(x=values, y=[i + 0.1 + (j - (n - 1) / 2) * width for i in range(k)],
+                             width=width, orientation="h", name=label, showlegend=n > 1,
+                             marker_color=colours[j % len(colours)],
+                             hovertemplate="%{x:.1%}<extra>" + html.escape(label) + "</extra>"),
+                      row=row, col=col)
+    first = [float(v) for v in next(iter(series.values()))]
+    fig.add_trace(go.Scatter(
+        x=[0.0] * k, y=[i - 0.3 for i in range(k)], mode="text", textposition="middle right",
+        text=[f"{html.escape(str(name))}  {100 * p:.1f}%" for name, p in zip(names, first)],
+        hoverinfo="skip", showlegend=False, cliponaxis=False), row=row, col=col)
+    fig.update_xaxes(range=[0, 1], title_text="probability", row=row, col=col)
+    fig.update_yaxes(visible=False, range=[k - 0.45, -0.75], row=row, col=col)
+
+
+def legend_below(fig: go.Figure, rows: int = 1) -> go.Figure:
+    """Put the legend in a row under the figure (`rows` lines of it), so that it takes no
+    width from the panels, with room in the bottom margin for it and the x axes' titles."""
+    return fig.update_layout(legend=dict(orientation="h", x=0, xanchor="left", y=0,
+                                         yanchor="bottom", yref="container"),
+                             margin_b=70 + 24 * rows)
+
+
+def blank_figure(message: str, presentation: bool = False, height: int | None = None) -> go.Figure:
+    """An empty figure whose title says why it is empty (an explorer after an error)."""
+    fig = go.Figure(layout=layout(html.escape(message), presentation, height))
+    fig.update_layout(title_font_color="#b00020")
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return fig
+
+
+def wrap(text: str, width: int = 28) -> str:
+    """Break a title into lines of about `width` characters (plotly's <br>), at spaces."""
+    lines, line = [], ""
+    for word in text.split(" "):
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    return "<br>".join(lines + [line])
 
 
 def method_grid(image, maps: Mapping[str, object], signed: bool | None = None,
                 normalize: str | None = "maxabs", percentile: float = 99.0,
-                opacity: float = 0.5, cols: int | None = None, title: str | None = None,
+                opacity: float = OPACITY, cols: int | None = None, title: str | None = None,
                 presentation: bool = False, height: int | None = None) -> go.Figure:
     """Several attribution maps of one image side by side, one titled panel per method.
 
@@ -203,18 +300,19 @@ def method_grid(image, maps: Mapping[str, object], signed: bool | None = None,
         raise ValueError("maps is empty: give at least one {name: attribution}")
     cols = cols or min(len(maps), 4)
     rows = -(-len(maps) // cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=list(maps),
-                        horizontal_spacing=0.02, vertical_spacing=0.08)
+    lines = max(wrap(name, 90 // cols).count("<br>") + 1 for name in maps)
+    per_row = ROW_HEIGHT[bool(presentation)] + 20 * lines
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[wrap(n, 90 // cols) for n in maps],
+                        horizontal_spacing=0.03,
+                        vertical_spacing=min(0.3, (26 * lines + 10) / (per_row * rows)))
     for i, attribution in enumerate(maps.values()):
         row, col = i // cols + 1, i % cols + 1
-        for trace in _map_traces(image, attribution, signed, normalize, percentile, opacity,
-                                 colorbar=False):
-            fig.add_trace(trace, row=row, col=col)
-        xaxis, yaxis = _image_axes(anchor=f"x{i + 1 if i else ''}")
-        fig.update_xaxes(xaxis, row=row, col=col)
-        fig.update_yaxes(yaxis, row=row, col=col)
-    per_row = HEIGHT[bool(presentation)] * (0.9 if cols > 1 else 1.0)
-    return style(fig, title, presentation, height or int(per_row * rows))
+        add_panel(fig, go.Figure(_map_traces(image, attribution, signed, normalize, percentile,
+                                             opacity, colorbar=False)), row, col)
+    for i in range(len(maps), rows * cols):  # empty cells of the last row: no axes
+        fig.update_xaxes(visible=False, row=i // cols + 1, col=i % cols + 1)
+        fig.update_yaxes(visible=False, row=i // cols + 1, col=i % cols + 1)
+    return style(fig, title, presentation, height or int(per_row * rows) + 70)
 
 
 # --------------------------------------------------------------------------- text
@@ -240,8 +338,10 @@ def token_figure(tokens: Sequence[str], scores, relevant=None, title: str | None
     raw.flat[: len(s)] = s
     words = [html.escape(str(t), quote=False) for t in tokens]  # "<3" is a word, not a tag
     text.flat[: len(s)] = [f"<b>{w}</b>" if r else w for w, r in zip(words, rel, strict=True)]
+    bounds = dict(zmin=-1.0, zmax=1.0) if normalize is not None else {}  # all-zero: still white
     heat = go.Heatmap(
         z=z, text=text, customdata=raw, texttemplate="%{text}", colorscale=DIVERGING, zmid=0.0,
+        **bounds, textfont=dict(color="#222222"),
         xgap=3, ygap=3, showscale=False, name="score",
         hovertemplate="%{text}: %{customdata:.3g}<extra></extra>",
     )
