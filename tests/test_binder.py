@@ -51,7 +51,17 @@ def requirement_lines() -> list[str]:
 
 def makefile_pin(package: str) -> str:
     """The version the Makefile installs (the one the course is tested with)."""
-    return re.search(rf'"{package}==([^"]+)"', (ROOT / "Makefile").read_text()).group(1)
+    return re.search(rf"\b{package}==([0-9][^\s\"+]*)", (ROOT / "Makefile").read_text()).group(1)
+
+
+def test_the_makefile_tries_the_cpu_build_of_the_same_versions_first():
+    """Without an NVIDIA GPU, `make` tries PyTorch's CPU-only build of the pinned versions,
+    then falls back to the default build."""
+    text = (ROOT / "Makefile").read_text()
+    cpu = re.search(r"^TORCH_CPU\s*:=\s*(.+)$", text, re.M).group(1).split()
+    assert cpu == [f"torch=={makefile_pin('torch')}+cpu",
+                   f"torchvision=={makefile_pin('torchvision')}+cpu"], cpu
+    assert "nvidia-smi" in text and "$(TORCH_CPU_INDEX) $(TORCH_CPU)" in text
 
 
 def test_binder_folder_holds_what_repo2docker_reads():

@@ -9,6 +9,14 @@ convention the first `Explorer` the notebook displays (its root carries the DOM 
 screenshot of that explorer per chapter and page goes to test-artifacts/browser/ (and one of
 the whole page when a test fails).
 
+On the same pages, browser_explorers.py then walks every explorer: its geometry (no panels,
+titles or tick labels over each other, images at their data's aspect ratio) after the first
+draw and after control changes (every method with the reference check ticked, every mode, a
+real click on the image where the explorer takes one, another model), screenshots of every
+explorer at 1400x900 and 1280x720, and the time to each explorer's first and final picture.
+Everything it finds is reported at once, at the end of the test. Presentation mode must show
+its page (Voila's progress indicator) within seconds, even when the internet does not answer.
+
 Chromium comes from the system (Debian: `apt-get install chromium`), driven by Playwright's
 Python package; Playwright's own browser download is not needed. Without Chromium these tests
 skip, except under CI (env CI set), where a missing browser is a failure. One JupyterLab
@@ -39,11 +47,14 @@ import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
+import browser_explorers as explorers
 import nbformat
 import psutil
 import pytest
 
-pytestmark = pytest.mark.browser
+# A chapter's test runs its notebook and walks all its explorers: longer than the suite's
+# default limit per test on a busy 2-core machine.
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(1800)]
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -63,6 +74,9 @@ START_TIMEOUT = 300  # a server, a kernel, a page's first load
 DRAW_TIMEOUT = 120  # the figures, after the notebook has run or a control has moved
 ACTION_TIMEOUT = 60  # a click, a key press, a screenshot
 SETTLE = 2  # the page must stay unchanged this long to count as drawn
+FIRST_CONTENT = 10  # presentation mode: its page (a progress indicator) shows within this
+OFFLINE_DELAY = 30  # ... while a request to the internet waits this long for no answer
+VIEWPORT = {"width": 1400, "height": 900}
 
 # What the page must not show. The explorers' error area also folds a traceback.
 BAD_TEXT = ["Error displaying widget", "Failed to load model class", "Traceback",
@@ -229,24 +243,44 @@ def screenshot_if_failed(page, request, failures_before: int) -> None:
 
 @pytest.fixture
 def page(browser, request):
-    """A browser tab that can reach this machine only; it records what else it asked for."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    """A browser tab that can reach this machine only; it records what else it asked for.
+    Such requests are refused at once, or, while `page.offline_delay` is set (seconds), held
+    unanswered (`release_external` refuses them after that long): a classroom network that
+    drops them. The tab runs the explorers' recorder (browser_explorers.RECORDER_JS)."""
+    context = browser.new_context(viewport=VIEWPORT)
     context.set_default_timeout(ACTION_TIMEOUT * 1000)
     context.set_default_navigation_timeout(START_TIMEOUT * 1000)
+    context.add_init_script(explorers.RECORDER_JS)
     page = context.new_page()
     page.console_messages = []
     page.on("console", lambda m: page.console_messages.append(f"{m.type}: {m.text}"))
     page.external_requests = []
+    page.offline_delay = None
+    page.held = []  # (when, route) of the requests held unanswered
 
     def refuse(route):
         page.external_requests.append(route.request.url)
-        route.abort()
+        if page.offline_delay:
+            page.held.append((time.monotonic(), route))
+        else:
+            route.abort()
 
     context.route(re.compile(r"^[a-z]+://(?!(127\.0\.0\.1|localhost)[:/])"), refuse)
     failures = request.session.testsfailed
     yield page
     screenshot_if_failed(page, request, failures)
     context.close()
+
+
+def release_external(page, everything: bool = False) -> None:
+    """Refuse the held requests to the internet that have waited `page.offline_delay` s (or
+    all of them)."""
+    now = time.monotonic()
+    for held in list(page.held):
+        if everything or now - held[0] >= page.offline_delay:
+            page.held.remove(held)
+            with contextlib.suppress(Exception):  # the page may have given up on it
+                held[1].abort()
 
 
 @pytest.fixture
@@ -386,13 +420,17 @@ def wait_in_lab(page, name: str, condition: str, timeout: float, what: str) -> d
 
 
 def run_all_in_lab(page, url: str, name: str, timeout: float = RUN_TIMEOUT) -> dict:
-    """Open the notebook, Run All Cells, wait until every cell has run; the notebook's state."""
+    """Open the notebook, Run All Cells, wait until every cell has run; the notebook's state.
+    Sets page.run_all_at (performance.now() in the page at Run All) and page.run_all_seconds
+    (how long Run All took)."""
     page.goto(f"{url}/lab/tree/{name}?reset&token={TOKEN}")
     # Not the toolbar's kernel indicator: it reads "idle" before the notebook has a kernel,
     # and Run All Cells then opens a kernel dialog and runs nothing (seen on a busy machine).
     wait_in_lab(page, name, "s.kernel === 'idle'", START_TIMEOUT, "its kernel to start")
     page.locator(".jp-Notebook .jp-Cell").first.click()
     page.get_by_role("menuitem", name="Run", exact=True).click()
+    # when Run All starts, in the page's clock (the explorers' recorder uses it) and ours
+    page.run_all_at, started = page.evaluate("() => performance.now()"), time.monotonic()
     page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
     wait_in_lab(page, name, f"s.prompts.some(p => p.includes('*') || {RAN})", ACTION_TIMEOUT,
                 "Run All Cells to start the cells")
@@ -400,6 +438,7 @@ def run_all_in_lab(page, url: str, name: str, timeout: float = RUN_TIMEOUT) -> d
     state = wait_in_lab(
         page, name, f"s.kernel === 'idle' && s.prompts.some(p => {RAN}) "
                     "&& !s.prompts.some(p => p.includes('*'))", timeout, "every cell to run")
+    page.run_all_seconds = time.monotonic() - started
     not_run = [(i, p) for i, p in enumerate(state["prompts"]) if not re.search(r"\[\d+\]", p)]
     assert not not_run, f"{name}: cells that did not run (after an error?): {not_run}"
     return state
@@ -425,17 +464,32 @@ def shut_down_kernels(url: str) -> None:
 
 
 def test_there_are_chapter_notebooks():
-    assert {"00_welcome.ipynb", "01_local_vs_global.ipynb"} <= {p.name for p in NOTEBOOKS}
+    assert {"00_welcome.ipynb", "01_local_global.ipynb"} <= {p.name for p in NOTEBOOKS}
+
+
+def walk_explorers(page, where: str, path: Path, page_name: str, pictures: list[dict],
+                   start_ms: float, full: bool, report: explorers.Report | None = None) -> None:
+    """Walk every explorer on the page (browser_explorers.inspect_explorers), print the
+    timings, and fail with everything that was found."""
+    report = report or explorers.Report(where)
+    explorers.inspect_explorers(page, report, path, page_name, ARTIFACTS, pictures,
+                                start_ms=start_ms, full=full)
+    print("\n".join(report.lines))
+    failure = report.failure()
+    assert failure is None, failure
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_chapter_in_jupyterlab(path, lab_page, lab):
     where = f"{path.name} in JupyterLab"
     state = run_all_in_lab(lab_page, lab.url, path.name)
+    print(f"\n{where}: Run All took {lab_page.run_all_seconds:.1f} s")
     counts = check_page(lab_page, where, state["views"])
+    pictures = explorers.recorded_pictures(lab_page)
     move_main_explorer(lab_page, where, ARTIFACTS / f"lab-{path.stem}.png", state["views"])
     print(f"{where}: {counts['views']} widget outputs, {counts['plots']} plotly figures drawn, "
           f"{counts['explorers']} explorers")
+    walk_explorers(lab_page, where, path, "lab", pictures, lab_page.run_all_at, full=True)
 
 
 def test_the_checks_catch_an_error_in_the_outputs(lab_page, lab):
@@ -457,6 +511,64 @@ def test_the_checks_catch_an_error_in_the_outputs(lab_page, lab):
         lab_page.screenshot(path=ARTIFACTS / "lab-broken.png")
 
 
+def jumbled_and_tidy_figures():
+    """Two figures of two panels each: a jumble (the first panel over the second, an image
+    stretched, subplot titles over each other, a note over a panel; in a box that cuts off
+    its tick labels), and the same content laid out properly."""
+    import numpy as np
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    image = np.zeros((8, 8, 3), dtype=np.uint8)
+    jumble = make_subplots(rows=1, cols=2, subplot_titles=("a long title over there", "and"))
+    jumble.add_trace(go.Image(z=image), row=1, col=1)
+    jumble.add_trace(go.Bar(x=[1, 2], y=["a very long category name", "another one"],
+                            orientation="h"), row=1, col=2)
+    jumble.update_layout(width=500, height=300, margin=dict(l=0, r=0, t=30, b=0),
+                         xaxis=dict(domain=[0, 0.9]), xaxis2=dict(domain=[0.3, 1]),
+                         yaxis=dict(scaleanchor="x2"))  # square pixels on the wrong axis
+    jumble.layout.annotations[1].update(x=0.1, y=1.0)  # the second title over the first
+    jumble.add_annotation(text="a note", x=0.5, y=0.5, xref="paper", yref="paper",
+                          showarrow=False)
+    tidy = make_subplots(rows=1, cols=2, subplot_titles=("the image", "the bars"),
+                         horizontal_spacing=0.3)
+    tidy.add_trace(go.Image(z=image), row=1, col=1)
+    tidy.add_trace(go.Bar(x=[1, 2], y=["short", "names"], orientation="h"), row=1, col=2)
+    tidy.update_yaxes(scaleanchor="x", row=1, col=1)
+    tidy.update_layout(width=700, height=300)
+    return jumble, tidy
+
+
+def test_the_geometry_checks_catch_a_jumble(page):
+    """The measurement (browser_explorers.MEASURE_JS) and its judgement on two figures drawn
+    by plotly.js in the browser: the jumble shows each kind of problem, the tidy one none."""
+    import plotly.io
+
+    jumble, tidy = jumbled_and_tidy_figures()
+    # plotly.js itself comes along with the first figure (the page may reach no server)
+    divs = [plotly.io.to_html(fig, include_plotlyjs=first, full_html=False)
+            for fig, first in ((jumble, True), (tidy, False))]
+    # the jumble in a box narrower than the figure, which cuts off its right side
+    boxes = ['<div class="xai-explorer" style="width: 400px; overflow: hidden">',
+             '<div class="xai-explorer">']
+    page.set_content("<html><body>" + "".join(f"{box}{div}</div>" for box, div
+                                              in zip(boxes, divs, strict=True))
+                     + "</body></html>", timeout=START_TIMEOUT * 1000)
+    page.wait_for_function("() => [...document.querySelectorAll('.xai-explorer .js-plotly-plot')]"
+                           ".filter(gd => gd._fullLayout && gd.querySelector('.trace')).length"
+                           " === 2", timeout=DRAW_TIMEOUT * 1000)
+    page.evaluate(explorers.EXPLORERS_JS)
+    found = {}
+    for index in (0, 1):
+        found[index] = explorers.geometry_problems(page.evaluate(explorers.MEASURE_JS, index))
+    jumbled = "\n".join(found[0])
+    for expected in ("panels xy and x2y2 overlap", "the image 'trace 0' in panel xy is drawn",
+                     "overlap by", "overlaps the plotting area of panel",
+                     "tick labels are clipped"):
+        assert expected in jumbled, f"the jumble's problems miss {expected!r}:\n{jumbled}"
+    assert found[1] == [], f"a tidy figure has problems: {found[1]}"
+
+
 # --------------------------------------------------------------------------- Voila
 def widget_outputs(html: str) -> int:
     """How many widget outputs a Voila page holds: Voila sends each output of the executed
@@ -466,9 +578,36 @@ def widget_outputs(html: str) -> int:
     return sum(WIDGET in json.loads(script).get("data", {}) for script in scripts)
 
 
+# What the page shows so far: the time of its first paint with content (ms after the
+# navigation started; null before), and its text (Voila's progress indicator, then the page).
+FIRST_CONTENT_JS = """() => {
+  const paint = performance.getEntriesByType('paint')
+    .find(e => e.name === 'first-contentful-paint');
+  return {ms: paint ? paint.startTime : null,
+          text: document.body ? document.body.innerText.trim().slice(0, 80) : ''};
+}"""
+
+
+def wait_for_first_content(page, timeout: float) -> tuple[float | None, str]:
+    """Wait until the page has painted some text; (seconds after navigation, the text), or
+    (None, text) after `timeout` s. Meanwhile held requests to the internet are refused
+    once they have waited page.offline_delay s, as a network that drops them would."""
+    deadline = time.monotonic() + timeout
+    shown = {"ms": None, "text": ""}
+    while time.monotonic() < deadline:
+        release_external(page)
+        with contextlib.suppress(Exception):  # the document may be between states
+            shown = page.evaluate(FIRST_CONTENT_JS)
+        if shown["ms"] is not None and shown["text"]:
+            return shown["ms"] / 1000, shown["text"]
+        page.wait_for_timeout(250)  # (lets Playwright answer the page's requests meanwhile)
+    return None, shown["text"]
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_chapter_in_presentation_mode(path, page, tmp_path):
     where = f"{path.name} in presentation mode (Voila)"
+    report = explorers.Report(where)
     port = free_port()
     log = tmp_path / "present.log"
     # the course's own command, as an instructor runs it (the number picks the chapter)
@@ -480,18 +619,39 @@ def test_chapter_in_presentation_mode(path, page, tmp_path):
         # any answer will do: the page itself would start the notebook's kernel
         wait_for_http(f"{url}voila/static/none", process, log, statuses=range(200, 500))
         assert f"presenting {path.name} at {url}" in log.read_text()
-        # Voila runs the notebook while it sends the page: loaded means every cell has run
+        # Voila runs the notebook while it sends the page: its progress indicator must show
+        # at once, also in a classroom whose network drops requests to the internet
+        page.offline_delay = OFFLINE_DELAY
+        started = time.monotonic()
+        response = page.goto(url, wait_until="commit", timeout=START_TIMEOUT * 1000)
+        first, text = wait_for_first_content(page, FIRST_CONTENT + OFFLINE_DELAY + 30)
+        release_external(page, everything=True)
+        page.offline_delay = None
+        print(f"\n{where}: first visible content after "
+              f"{'never' if first is None else f'{first:.1f} s'}: {text!r}")
+        if first is None or first > FIRST_CONTENT:
+            report.add("presentation", f"the page showed nothing for "
+                       f"{'ever' if first is None else f'{first:.0f} s'} (limit "
+                       f"{FIRST_CONTENT} s; requests to the internet: "
+                       f"{page.external_requests})")
+        # loaded means every cell has run
         try:
-            response = page.goto(url, timeout=RUN_TIMEOUT * 1000)
+            page.wait_for_load_state("load", timeout=RUN_TIMEOUT * 1000)
         except Exception as error:
             raise AssertionError(f"{where}: the page did not load within {RUN_TIMEOUT} s; "
                                  f"Voila's log:\n{log.read_text()[-3000:]}") from error
+        print(f"{where}: the notebook ran and the page loaded in "
+              f"{time.monotonic() - started:.1f} s")
         views = widget_outputs(response.text())
         assert views >= 1, f"{where}: the page holds no widget output"
         # Voila's spinner goes when its script shows the outputs; the widgets follow
         page.wait_for_function("() => !document.querySelector('#loading')",
                                timeout=DRAW_TIMEOUT * 1000)
         counts = check_page(page, where, views, outputs="body")  # Voila shows no code
+        pictures = explorers.recorded_pictures(page)
+        if page.external_requests:
+            report.add("presentation", f"the page asked the internet for "
+                                       f"{page.external_requests}")
         code = [c.source.splitlines()[0] for c in nbformat.read(path, as_version=4).cells
                 if c.cell_type == "code" and c.source.strip()]
         text = page.inner_text("body")
@@ -505,5 +665,6 @@ def test_chapter_in_presentation_mode(path, page, tmp_path):
         move_main_explorer(page, where, ARTIFACTS / f"present-{path.stem}.png", views, "body")
         print(f"{where}: {counts['views']} widget outputs, {counts['plots']} plotly figures "
               f"drawn, {counts['explorers']} explorers")
+        walk_explorers(page, where, path, "present", pictures, 0.0, full=False, report=report)
     finally:
         stop(process)

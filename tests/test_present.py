@@ -1,9 +1,11 @@
 """`xai-course present CHAPTER`: which notebook a chapter names, and clean errors.
 
-The page itself (Voila, large figures, no code) is checked in a real browser in
-test_browser.py.
+The page itself (Voila, large figures, no code, its progress indicator within seconds even
+when the internet does not answer) is checked in a real browser in test_browser.py; here:
+that Voila is told to use the course's page template, and finds and compiles it.
 """
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -56,19 +58,57 @@ def test_voila_serves_on_localhost_without_opening_a_browser():
     assert "--no-browser" not in present.voila_command(NOTEBOOKS / "03_cam.ipynb", 9999)
 
 
-def test_figure_state_follows_updates_for_views_made_later():
-    """Voila draws a widget after the notebook has run, from the widget's state: the state
-    must hold the traces added and restyled since the widget was built."""
+def test_voila_uses_the_course_template():
+    command = present.voila_command(NOTEBOOKS / "03_cam.ipynb", 9999, open_browser=False)
+    assert f"--template={present.TEMPLATE}" in command
+
+
+def test_the_template_links_nothing_on_the_internet_and_voila_finds_it(tmp_path):
+    """Voila's "lab" page minus its CDN stylesheets: no address outside this machine, and
+    Voila's template search (the Jupyter data directories) finds it first, on top of "lab"."""
+    import jinja2
+    from jupyter_core.paths import jupyter_path
+    from voila.paths import collect_template_paths
+
+    folder = present.write_template(tmp_path)
+    assert folder == tmp_path / "voila" / "templates" / present.TEMPLATE
+    assert json.loads((folder / "conf.json").read_text()) == {"base_template": "lab"}
+    page = (folder / "index.html.j2").read_text()
+    assert "http" not in page and "super.super()" in page
+    paths = collect_template_paths(["voila", "nbconvert"], present.TEMPLATE, prune=True,
+                                   root_dirs=[str(tmp_path), *jupyter_path()])
+    assert Path(paths[0]) == folder
+    assert any(Path(p).parts[-2:] == ("templates", "lab") for p in paths[1:])
+    # Voila's own "lab" page still has the links the course's page leaves out
+    lab = next(Path(p) / "index.html.j2" for p in paths[1:]
+               if Path(p).parts[-3:] == ("voila", "templates", "lab"))
+    assert "cdn.jsdelivr.net" in lab.read_text()
+    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(paths))
+    environment.get_template("index.html.j2")  # compiles (the page it extends is found later)
+
+
+def test_a_figure_whose_structure_changes_gets_a_widget_built_from_it():
+    """Voila draws a widget after the notebook has run, from the widget's state (what
+    `get_state()` sends a new view). The explorers draw their first figure into a new widget,
+    and `update_figure` returns a new widget whenever the figure's structure changes, so a
+    view made later starts from the figure shown. (An update in place reaches the views
+    that exist; a view made after it starts from the widget's last new figure.)"""
     import numpy as np
     import plotly.graph_objects as go
 
     from xai_course.widgets.base import update_figure
 
-    widget = go.FigureWidget()
-    update_figure(widget, go.Figure(go.Heatmap(z=np.eye(3)), layout=dict(title="first")))
-    update_figure(widget, go.Figure(go.Heatmap(z=2 * np.eye(3)), layout=dict(title="second")))
-    assert [t["type"] for t in widget._widget_data] == ["heatmap"]
-    np.testing.assert_array_equal(widget._widget_data[0]["z"], 2 * np.eye(3))
-    assert widget._widget_layout["title"]["text"] == "second"
-    update_figure(widget, go.Figure([go.Bar(y=[1, 2]), go.Scatter(y=[3, 1])]))
-    assert [t["type"] for t in widget._widget_data] == ["bar", "scatter"]
+    def later_view(widget):  # the traces and layout a view made now starts from
+        state = widget.get_state()
+        return state["_widget_data"], state["_widget_layout"]
+
+    widget = update_figure(go.FigureWidget(), go.Figure(go.Heatmap(z=np.eye(3)),
+                                                        layout=dict(title="first")))
+    data, layout = later_view(widget)
+    assert [t["type"] for t in data] == ["heatmap"] and layout["title"]["text"] == "first"
+    np.testing.assert_array_equal(np.asarray(data[0]["z"]), np.eye(3))
+    widget = update_figure(widget, go.Figure([go.Bar(y=[1, 2]), go.Scatter(y=[3, 1])]))
+    assert [t["type"] for t in later_view(widget)[0]] == ["bar", "scatter"]
+    bigger = update_figure(widget, go.Figure([go.Bar(y=[1, 2]), go.Scatter(y=[3, 1]),
+                                              go.Scatter(y=[0, 1])]))
+    assert bigger is not widget and len(later_view(bigger)[0]) == 3

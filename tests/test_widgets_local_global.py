@@ -109,3 +109,14 @@ def test_a_full_map_comes_coarse_first():
     first, final = e.compute(coarse), e.result
     assert first.attribution.shape == final.attribution.shape
     assert not torch.equal(first.attribution, final.attribution)
+
+
+def test_shortcut_demo_checks_both_models_against_captum():
+    e = ShortcutDemo(n_samples=4, sync=True).start()
+    for method in ("gradient", "occlusion"):
+        e.method_picker.value = method
+        e.check_box.value = True
+        assert e.last_error is None, method
+        assert e.result.reference_error is not None and e.result.reference_error < 1e-4, method
+        assert "max |ours − Captum" in e.status_line.value
+        e.check_box.value = False

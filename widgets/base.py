@@ -244,9 +244,12 @@ def coarse_options(method: Callable | None, options: dict) -> tuple[dict, str] |
 
 # --------------------------------------------------------------------------- figures
 def figure_structure(fig: go.Figure) -> tuple:
-    """What a plotly view cannot change in place reliably: the traces (type and axes), the
-    layout's axes, and the numbers of annotations, shapes and images."""
-    traces = tuple((t.type, getattr(t, "xaxis", None), getattr(t, "yaxis", None))
+    """What a plotly view cannot change in place reliably: the traces (type, axes, and the
+    size of an image or heatmap: a 32 x 32 digit after a 64 x 64 canvas), the layout's axes,
+    and the numbers of annotations, shapes and images."""
+    traces = tuple((t.type, getattr(t, "xaxis", None), getattr(t, "yaxis", None),
+                    np.shape(t.z)[:2] if t.type in ("image", "heatmap") and t.z is not None
+                    else None)
                    for t in fig.data)
     axes = tuple(sorted(k for k in fig.layout.to_plotly_json()
                         if k.startswith(("xaxis", "yaxis"))))
@@ -663,7 +666,10 @@ class Explorer:
         """Show `fig`: in the FigureWidget on screen, or in a new one put in its place
         (`update_figure`); clicks on the traces named in `clickable` go to `clicked`."""
         old = self.figure
-        shown = update_figure(old, fig)
+        # Under Voila an update in place sometimes never reached the page (seen in the
+        # browser tests: a new sample computed, the old picture kept); a new widget always
+        # arrives whole. In JupyterLab the figure is updated in place: no flicker.
+        shown = go.FigureWidget(fig) if _in_voila() else update_figure(old, fig)
         if shown is not old:
             self.figure_box.children = (shown,)
             old.close()

@@ -307,7 +307,7 @@ class PathExplorer(_ImageExplorer):
         alpha, upto = e["alphas"][j].item(), (j + 1) / self.grid
         fig = make_subplots(
             rows=2, cols=3, specs=[[{}, {}, {}], [{}, {"colspan": 2}, None]],
-            horizontal_spacing=0.09, vertical_spacing=0.14, row_heights=[0.5, 0.5],
+            horizontal_spacing=0.15, vertical_spacing=0.14, row_heights=[0.5, 0.5],
             subplot_titles=(
                 viz.wrap(f"x' + α (x − x'), α = {alpha:.3f}", 22),
                 viz.wrap(f"gradient at α = {alpha:.3f}", 22),

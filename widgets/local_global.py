@@ -124,15 +124,21 @@ class ShortcutDemo(Explorer):
         self.model_picker.layout.display = "none"  # both models are shown side by side
 
     def compute(self, request) -> Result:
+        """Both models' maps; with the reference check ticked, the largest difference from
+        the reference over both."""
         result = self.predict(request)
+        method, x = request.method, request.x
         for name in self.MODELS:
             model = self.model(name, request.device)
             with torch.no_grad():
-                p = model(request.x).softmax(dim=1)[0].cpu()
+                p = model(x).softmax(dim=1)[0].cpu()
             target = request.label if request.target == "label" else result.target
-            attribution = self.attribute(request.method, model, request.x, target,
-                                         request.opts)
+            attribution = self.attribute(method, model, x, target, request.opts)
             result.extra[name] = (attribution[0].cpu(), p)
+            if request.check and getattr(method, "reference", None) is not None:
+                ref = self.attribute(method.reference, model, x, target, request.opts)
+                error = (attribution.detach() - ref.detach()).abs().max().item()
+                result.reference_error = max(result.reference_error or 0.0, error)
         return result
 
     def render(self, result: Result) -> go.Figure:
@@ -176,7 +182,7 @@ class PreferredInput(Explorer):
     def render(self, result: Result) -> go.Figure:
         e = result.extra
         name = self.class_name(result.target, result.request.data.classes)
-        fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1, subplot_titles=(
+        fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.18, subplot_titles=(
             f"preferred input for {name}: p = {100 * e['p']:.1f}%", "class score while climbing"))
         viz.add_panel(fig, viz.heatmap_overlay(e["image"], colorbar=False), 1, 1)
         fig.add_trace(go.Scatter(y=e["scores"], mode="lines", name="score", showlegend=False),

@@ -62,7 +62,7 @@ SEQUENTIAL = "Inferno"  # unsigned maps: dark = 0, bright = large
 FONT_SIZE = {False: 13, True: 22}
 HEIGHT = {False: 420, True: 720}
 ROW_HEIGHT = {False: 260, True: 420}  # one row of image panels in a subplot figure
-# A light look like plotly's "plotly_white", kept small: the full template costs ~30 ms a figure.
+# A light look like plotly's "plotly_white", kept small: the full template is slow to apply.
 _GRID = dict(gridcolor="#EBF0F8", zerolinecolor="#EBF0F8", automargin=True)
 TEMPLATE = go.layout.Template(layout=dict(
     paper_bgcolor="white", plot_bgcolor="white", font=dict(color="#2a3f5f"),
