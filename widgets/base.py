@@ -665,26 +665,25 @@ class Explorer:
     def show_figure(self, fig: go.Figure) -> None:
         """Show `fig`: in the FigureWidget on screen, or in a new one put in its place
         (`update_figure`); clicks on the traces named in `clickable` go to `clicked`."""
-        old = self.figure
         # Under Voila an update in place sometimes never reached the page (seen in the
         # browser tests: a new sample computed, the old picture kept); a new widget always
         # arrives whole. In JupyterLab the figure is updated in place: no flicker.
-        shown = go.FigureWidget(fig) if _in_voila() else update_figure(old, fig)
-        if shown is not old:
-            self.figure_box.children = (shown,)
-            old.close()
-        for trace in shown.data:
-            if trace.name in self.clickable:
-                trace.on_click(self._on_click)
+        self._put(go.FigureWidget(fig) if _in_voila() else update_figure(self.figure, fig))
 
     def _fresh_figure(self) -> None:
         """A new FigureWidget built from the one on screen: views made from now on (the
         explorer displayed once more) start from the current state, as views of a widget
         updated in place would not."""
+        self._put(go.FigureWidget(self.figure))
+
+    def _put(self, shown: go.FigureWidget) -> None:
+        """Put `shown` on screen in place of the FigureWidget there (closed), unless it is
+        that one; clicks on the traces named in `clickable` go to `clicked`."""
         old = self.figure
-        self.figure_box.children = (go.FigureWidget(old),)
-        old.close()
-        for trace in self.figure.data:
+        if shown is not old:
+            self.figure_box.children = (shown,)
+            old.close()
+        for trace in shown.data:
             if trace.name in self.clickable:
                 trace.on_click(self._on_click)
 
