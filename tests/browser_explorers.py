@@ -6,7 +6,7 @@ every explorer on that page (no notebook is run again for this):
 - geometry, after the first draw and after every control change: read from the page (one
   JavaScript function, MEASURE_JS, returns numbers) and judged in Python (`geometry_problems`):
   no two panels overlap, every image is drawn at its data's aspect ratio, no title overlaps
-  another title or a panel, every tick label is inside its figure (not clipped);
+  another title, a panel or the mode bar, every tick label is inside its figure (not clipped);
 - controls: the sample picker, every method of the method picker with the reference check
   ticked ("check against ..."), the mode switches (MODE_TOGGLES, MODE_CHECKBOXES), a real
   click on the image where the explorer reacts to one (CLICKS), and a change of model that
@@ -33,7 +33,7 @@ from pathlib import Path
 import nbformat
 
 SIZES = [(1400, 900), (1280, 720)]  # a laptop, and a projector
-SETTLE = 2  # seconds an explorer must stay unchanged to count as drawn
+SETTLE = 1  # seconds an explorer must stay unchanged to count as drawn ("refining": not yet)
 CHANGE_TIMEOUT = 120  # a control change: the figure must change and settle within this
 CLICK_TIMEOUT = 30  # a click on a figure: it must change within this
 TOLERANCE_PX = 1  # overlaps and clipping up to this many pixels are not counted
@@ -133,7 +133,7 @@ ERRORS_JS = """index => {
 # relative to the viewport): the figure's SVG box and the box it is visible in (its clipping
 # ancestors), each subplot's plotting area, each image's rendered size and its data's size,
 # each title's box (figure title, annotations such as subplot titles, axis titles, legend),
-# each tick label's box.
+# the mode bar's box, each tick label's box.
 MEASURE_JS = """index => {
   const explorer = document.querySelector(`[data-xai-explorer="${index}"]`);
   const box = r => ({x: r.left, y: r.top, w: r.width, h: r.height});
@@ -202,7 +202,11 @@ MEASURE_JS = """index => {
     const ticks = [...gd.querySelectorAll('g[class$="tick"] > text, .cbaxis text')]
       .filter(t => t.textContent.trim() && getComputedStyle(t).display !== 'none')
       .map(t => ({text: t.textContent.trim(), ...box(t.getBoundingClientRect())}));
-    return {figure, drawn: true, svg: box(s),
+    // the mode bar (zoom, pan, download...), shown at the top right on hover
+    const bar = gd.querySelector('.modebar');
+    const modebar = bar && bar.getBoundingClientRect().width ? box(bar.getBoundingClientRect())
+      : null;
+    return {figure, drawn: true, svg: box(s), modebar,
             clip: {x: clip.left, y: clip.top, w: clip.right - clip.left, h: clip.bottom - clip.top},
             panels, images, titles, ticks};
   });
@@ -269,6 +273,9 @@ def geometry_problems(figures: list[dict]) -> list[str]:
                 if (size := _overlaps(a, b)):
                     problems.append(f"{name}: the {a['kind']} {a['text']!r} and the {b['kind']} "
                                     f"{b['text']!r} overlap by {size}")
+            if fig.get("modebar") and (size := _overlaps(a, fig["modebar"])):
+                problems.append(f"{name}: the {a['kind']} {a['text']!r} is under the mode bar "
+                                f"(zoom, pan, ...) by {size}")
             for panel in panels:
                 if (size := _overlaps(a, panel)):
                     problems.append(f"{name}: the {a['kind']} {a['text']!r} overlaps the "

@@ -98,3 +98,45 @@ def test_lab_passes_allow_root_only_as_root(monkeypatch, tmp_path):
         assert cli.main(["lab", "--notebooks", str(tmp_path)]) == 0
     assert "--allow-root" in seen[0] and "--allow-root" not in seen[1]
     assert f"--notebook-dir={tmp_path}" in seen[1]
+
+
+def test_bench_explorers_times_the_first_and_final_picture():
+    """An explorer built as chapter 01 builds it: opening it, switching to occlusion (a coarse
+    picture first: windows side by side) and a new sample, each timed to both pictures."""
+    import torch
+
+    from xai_course import bench
+
+    lines = []
+    rows = bench.explorer_times(torch.device("cpu"), only="01 gradient / occlusion",
+                                out=lines.append)
+    changes = [row["change"] for row in rows]
+    assert changes == ["open", "next sample (gradient)", "method: occlusion",
+                       "next sample (occlusion)"], changes
+    for row in rows:
+        assert 0 < row["first_s"] <= row["final_s"] < 60, row
+    occluded = [row for row in rows if "occlusion" in row["change"]]
+    assert all(row["coarse"] and row["first_s"] < row["final_s"] for row in occluded), occluded
+    assert not any(row["coarse"] for row in rows if "gradient" in row["change"])
+    assert "first (s)" in lines[0] and len(lines) == 1 + len(rows)
+
+
+def test_bench_notebooks_runs_each_notebook_at_full_size(tmp_path, monkeypatch):
+    import nbformat
+
+    from xai_course import bench
+
+    cells = ["import os, time\nfast = os.environ.get('XAI_COURSE_FAST')",
+             "time.sleep(0.3)", "assert fast is None, fast  # full size: the switch is off"]
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells]),
+                   tmp_path / "07_tiny.ipynb")
+    nbformat.write(nbformat.v4.new_notebook(), tmp_path / "not_a_chapter.ipynb")
+    monkeypatch.setenv("XAI_COURSE_FAST", "1")
+    lines = []
+    rows = bench.notebook_times(str(tmp_path), out=lines.append)
+    assert [row["notebook"] for row in rows] == ["07_tiny.ipynb"]
+    assert 0.3 < rows[0]["seconds"] < 120
+    assert "[1] 0.3 s" in lines[0] or "[1] 0.4 s" in lines[0], lines
+    assert os.environ["XAI_COURSE_FAST"] == "1"  # given back
+    with pytest.raises(FileNotFoundError, match="no chapter notebooks"):
+        bench.notebook_times(str(tmp_path / "nowhere"))

@@ -98,5 +98,5 @@ def test_optimisations_come_coarse_first(models):
     assert e.coarse(e.request()).opts["stride"] == 8  # occlusion: windows side by side
     e.method_picker.value = "extremal perturbation"
     coarse = e.coarse(e.request())
-    assert coarse.opts["steps"] == 20 and coarse.coarse == "20 steps"
-    assert e.compute(coarse).extra["history"].steps[-1] == 20
+    assert coarse.opts["steps"] == 10 and coarse.coarse == "10 steps"
+    assert e.compute(coarse).extra["history"].steps[-1] == 10

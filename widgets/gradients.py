@@ -350,9 +350,9 @@ class BaselineExplorer(_ImageExplorer):
         super().__init__(controls=controls, **kwargs)
 
     def coarse(self, request: Request) -> Request | None:
-        if request.extras["steps"] <= 8:
+        if request.extras["steps"] <= 4:
             return None
-        return request.variant("8 steps", extra=dict(steps=8))
+        return request.variant("4 steps", extra=dict(steps=4))
 
     def compute(self, request) -> Result:
         result = self.predict(request)

@@ -1,6 +1,6 @@
 """Chapter 01 explorers: local vs global explanations.
 
-- `PatchExperiment`: hide one grey patch (sliders, or click on the image) and watch the class
+- `PatchExperiment`: hide one black patch (sliders, or click on the image) and watch the class
   probability; tick "full occlusion map" to slide the patch everywhere (`perturbation.occlusion`).
 - `ShortcutDemo`: the same canvas explained for a model that learned a shortcut and for one
   that did not; move the mark and watch the shortcut model fail.
@@ -24,7 +24,7 @@ from .welcome import top_classes
 __all__ = ["PatchExperiment", "ShortcutDemo", "PreferredInput"]
 
 PATCH_CONTROLS = (
-    Option("size", "int", 12, "side of the grey patch, in pixels", low=2, high=32,
+    Option("size", "int", 12, "side of the black patch, in pixels", low=2, high=32,
            expensive=False),
     Option("top", "int", 20, "the patch's top row", low=0, high=63, expensive=False),
     Option("left", "int", 20, "the patch's left column", low=0, high=63, expensive=False),
@@ -40,7 +40,8 @@ def click_target(height: int, width: int, what: str) -> go.Heatmap:
 
 
 class PatchExperiment(Explorer):
-    """Zeiler & Fergus's experiment by hand: where does a grey patch hurt the prediction?"""
+    """Zeiler & Fergus's experiment by hand: where does a hidden patch hurt the prediction?
+    The patch is black, occlusion's default fill (chapter 04 compares fills)."""
 
     def __init__(self, **kwargs):
         kwargs.setdefault("models", ["cluttered-digits", "digits"])
@@ -60,7 +61,7 @@ class PatchExperiment(Explorer):
         top, left = min(extra["top"], height - size), min(extra["left"], width - size)
         before, after = local_global.patch_effect(request.model, x, result.target, top, left,
                                                   size)
-        hidden = perturbation.occlude(x, (0, top, left), (x.shape[1], size, size), 0.5)
+        hidden = perturbation.occlude(x, (0, top, left), (x.shape[1], size, size))
         with torch.no_grad():
             p_hidden = request.model(hidden).softmax(dim=1)[0].cpu()
         result.extra.update(before=before.item(), after=after.item(), hidden=hidden[0].cpu(),
@@ -69,7 +70,7 @@ class PatchExperiment(Explorer):
             stride = size if extra.get("tiles") else max(1, size // 2)
             result.attribution = perturbation.occlusion(
                 request.model, x, result.target, window=size, stride=stride,
-                baseline=0.5, output="probability")[0].cpu()
+                output="probability")[0].cpu()
         return result
 
     def render(self, result: Result) -> go.Figure:

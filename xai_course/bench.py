@@ -517,3 +517,177 @@ CHAPTERS: dict[str, Callable[..., list[Case]]] = {
     "perturbation": perturbation_cases,
     "fast": fast_cases,
 }
+
+
+# --------------------------------------------------------------------------- waiting times
+FIRST_PICTURE = 0.5  # seconds: an explorer's first (coarse) picture after a change
+RUN_ALL = 60.0  # seconds: a chapter notebook run top to bottom at full size
+
+
+def explorers_built_by_the_notebooks() -> list[tuple[str, Callable]]:
+    """(label, build) for the explorers of chapters 00-05, each built with the arguments its
+    notebook gives it at full size (the notebooks' `FAST` switch off)."""
+    from . import gradients, perturbation
+    from .widgets import cam as w_cam
+    from .widgets import gradients as w_gradients
+    from .widgets import local_global as w_local
+    from .widgets import perturbation as w_perturbation
+    from .widgets import surrogates as w_surrogates
+    from .widgets import welcome as w_welcome
+    from .widgets.base import Explorer
+
+    images = ["cluttered-digits", "digits", "resnet50-imagenet"]
+    digits = ["cluttered-digits", "digits", "shortcut-digits"]
+    return [
+        ("00 ZooTour", lambda **k: w_welcome.ZooTour(
+            models=["digits", "cluttered-digits", "shortcut-digits", "reviews"], **k)),
+        ("00 gradient", lambda **k: Explorer(
+            gradients.gradient, models=["digits", "cluttered-digits"], check=True, **k)),
+        ("01 PatchExperiment", lambda **k: w_local.PatchExperiment(**k)),
+        ("01 gradient / occlusion", lambda **k: Explorer(
+            {"gradient": gradients.gradient, "occlusion": perturbation.occlusion},
+            models=["cluttered-digits", "digits"], **k)),
+        ("01 PreferredInput", lambda **k: w_local.PreferredInput(**k)),
+        ("01 ShortcutDemo", lambda **k: w_local.ShortcutDemo(n_samples=64, **k)),
+        ("02 NoiseExplorer", lambda **k: w_gradients.NoiseExplorer(
+            models=images, samples=25, **k)),
+        ("02 PathExplorer", lambda **k: w_gradients.PathExplorer(
+            models=images, steps=(2, 4, 8, 16, 32, 64), grid=32, **k)),
+        ("02 BaselineExplorer", lambda **k: w_gradients.BaselineExplorer(
+            models=images, steps=32, **k)),
+        ("02 MethodGrid", lambda **k: w_gradients.MethodGrid(
+            models=[*images, "vgg16-imagenet", "reviews"], samples=16, steps=32, **k)),
+        ("02 LinearisationExplorer", lambda **k: w_gradients.LinearisationExplorer(
+            models=images, **k)),
+        ("02 TokenExplorer", lambda **k: w_gradients.TokenExplorer(n_samples=64, **k)),
+        ("03 CamExplorer", lambda **k: w_cam.CamExplorer(n_samples=64, **k)),
+        ("03 CamLayers", lambda **k: w_cam.CamLayers(n_samples=64, **k)),
+        ("04 PerturbationExplorer", lambda **k: w_perturbation.PerturbationExplorer(
+            models=digits, **k)),
+        ("05 LimeExplorer", lambda **k: w_surrogates.LimeExplorer(
+            models=digits, samples=500, **k)),
+        ("05 TabularLime", lambda **k: w_surrogates.TabularLime(samples=1000, **k)),
+    ]
+
+
+def explorer_times(device: torch.device, quick: bool = False, only: str | None = None,
+                   out=print) -> list[dict]:
+    """`xai-course bench explorers`: how long a student waits for each explorer's picture.
+
+    Every explorer of chapters 00-05, built as its notebook builds it at full size, on its
+    first (embedded) model: the seconds from a change to the first picture and to the final
+    one, for opening it (the model loaded, the first figure), for every method of its picker,
+    and for the next sample (nothing cached). Measured on the kernel's side: computing,
+    rendering the figure and updating the widget, with the coarse picture first as in a
+    kernel (`coarse_first=True`), in the caller's thread (`sync=True`); the browser's drawing
+    comes on top (the browser tests print both). Target: the first picture within
+    FIRST_PICTURE seconds. only: the explorers whose label contains it.
+    """
+    out(f"{'explorer':26s} {'change':28s} {'first (s)':>9s} {'final (s)':>9s} "
+        f"{'target':>8s}  first picture")
+    rows = []
+    for label, build in explorers_built_by_the_notebooks():
+        if only is None or only in label:
+            explorer = build(sync=True, coarse_first=True, device=device.type)
+            try:
+                rows += _waits(label, explorer, out)
+            finally:
+                explorer.close()
+    return rows
+
+
+def _waits(label: str, explorer, out) -> list[dict]:
+    """explorer_times for one explorer: open it, then each method of its picker and the next
+    sample; the times of its first and last `show_figure` after each change."""
+    drawn: list[float] = []
+    show = explorer.show_figure
+
+    def timed_show(fig):
+        show(fig)
+        drawn.append(time.perf_counter())
+
+    explorer.show_figure = timed_show
+    rows = []
+
+    def measure(change: str, act: Callable[[], None]) -> None:
+        drawn.clear()
+        start = time.perf_counter()
+        act()
+        if explorer.last_error is not None:
+            raise RuntimeError(f"{label}, {change}: {explorer.last_error!r}")
+        if not drawn:
+            raise RuntimeError(f"{label}, {change}: nothing was drawn")
+        first, final = drawn[0] - start, drawn[-1] - start
+        verdict = f"{'<=' if first <= FIRST_PICTURE else 'MISS>'}{FIRST_PICTURE}"
+        rows.append(dict(explorer=label, change=change, first_s=first, final_s=final,
+                         target=FIRST_PICTURE, coarse=len(drawn) > 1))
+        out(f"{label:26s} {change:28s} {first:9.2f} {final:9.2f} {verdict:>8s}  "
+            f"{'coarse' if len(drawn) > 1 else 'final'}")
+
+    def pick(name: str) -> None:
+        explorer.method_picker.value = name
+
+    def next_sample() -> None:
+        picker = explorer.sample_picker
+        picker.value = (picker.value + 1) % (picker.max + 1)
+
+    measure("open", explorer.start)
+    names = list(explorer.methods) if len(explorer.methods) > 1 else [None]
+    for name in names:
+        if name is not None and name != explorer.method_picker.value:
+            measure(f"method: {name}"[:28], lambda name=name: pick(name))
+        measure("next sample" if name is None else f"next sample ({name})"[:28], next_sample)
+    return rows
+
+
+def notebook_times(notebooks: str = "notebooks", only: str | None = None,
+                   out=print) -> list[dict]:
+    """`xai-course bench notebooks`: each chapter notebook run top to bottom at full size
+    (the tests' XAI_COURSE_FAST switch off) in a fresh kernel, as "Run All" runs it: its
+    seconds against the target RUN_ALL, and its slowest cells."""
+    import os
+    from pathlib import Path
+
+    try:
+        import nbformat
+        from nbclient import NotebookClient
+    except ImportError as error:
+        raise RuntimeError("the notebook timings need nbclient and nbformat: "
+                           "pip install -e '.[dev]'") from error
+    paths = sorted(Path(notebooks).glob("[0-9][0-9]_*.ipynb"))
+    if not paths:
+        raise FileNotFoundError(f"no chapter notebooks (NN_name.ipynb) in {notebooks!r}")
+    rows = []
+    fast = os.environ.pop("XAI_COURSE_FAST", None)  # the kernels inherit the environment
+    try:
+        for path in paths:
+            if only and only not in path.name:
+                continue
+            nb = nbformat.read(path, as_version=4)
+            cells: list[tuple[float, int]] = []
+            client = NotebookClient(nb, timeout=1800,
+                                    resources={"metadata": {"path": str(path.parent)}})
+            started = [time.perf_counter()]
+
+            def done(cell, cell_index, cells=cells, started=started, **reply):
+                now = time.perf_counter()
+                cells.append((now - started[0], cell_index))
+                started[0] = now
+
+            client.on_cell_executed = done
+            start = time.perf_counter()
+            client.execute()
+            seconds = time.perf_counter() - start
+            slowest = sorted(cells, reverse=True)[:3]
+            verdict = f"{'<=' if seconds <= RUN_ALL else 'MISS>'}{RUN_ALL:.0f}"
+            rows.append(dict(notebook=path.name, seconds=seconds, target=RUN_ALL))
+            out(f"{path.name:28s} {seconds:7.1f} s {verdict:>7s}   slowest cells: " +
+                ", ".join(f"[{i}] {s:.1f} s" for s, i in slowest))
+    finally:
+        if fast is not None:
+            os.environ["XAI_COURSE_FAST"] = fast
+    return rows
+
+
+# Waiting times a student meets: `xai-course bench explorers` / `notebooks`.
+WAITING = {"explorers": explorer_times, "notebooks": notebook_times}

@@ -1,5 +1,7 @@
 """Chapter 03: class activation maps. Explain a CNN with the feature maps it computes anyway.
 
+Question (1) of the course, *if this feature changed, how would the output change?*, asked
+of a layer's feature maps instead of the pixels: a map cell is a superpixel-sized feature.
 A late convolutional layer still knows *where*: each of its K maps A_k (h x w) lights up
 where its pattern is in the image. A class activation map is a weighted sum of those maps,
 
@@ -18,6 +20,12 @@ So the code has one shared path, as pytorch-grad-cam's `base_cam.py`:
                                           layer: the maps A and the gradients dS_c/dA
     <method>_weights(model, x, maps)      each method's alpha (N, K), nothing else
     weighted_sum(weights, maps, ...)      sum_k alpha_k A_k, then ReLU, upsampling, min-max
+
+Every gradient-weighted CAM is a first-order view, like the methods of chapter 02 one layer
+up: Grad-CAM replaces the network after the layer by the linear head whose weights are the
+mean gradients. On a GAP + linear head that *is* the head (CAM is exact: deleting a cell of
+the map lowers the score by exactly its value); on any other head it is a linearisation,
+and the map explains that simplified head, not the real one. Score-CAM asks the real head.
 
 `conv_layers(model, input_shape)` lists the layers a student can pick, with their map size.
 CAM methods need spatial feature maps (N, C, h, w): they do not apply to a model without
@@ -502,7 +510,8 @@ def grad_cam(model: nn.Module, inputs: torch.Tensor, target, layer=None, relu: b
     Selvaraju, Cogswell, Das, Vedantam, Parikh & Batra, "Grad-CAM: Visual Explanations from
     Deep Networks via Gradient-based Localization", ICCV 2017. For a GAP + linear head
     dS_c / dA_k[i, j] = w_ck / hw everywhere, so Grad-CAM *is* CAM; for any other
-    differentiable head it is CAM's natural extension: the gradient is the local linear head.
+    differentiable head it is CAM's natural extension: the gradient is the local linear head,
+    a first-order Taylor view of the real one (exact only when the head is linear).
     S_c is the logit. Checked against Captum `LayerGradCam` (relu_attributions=relu, then
     `LayerAttribution.interpolate(..., "bilinear")`) and pytorch-grad-cam `GradCAM`.
     """

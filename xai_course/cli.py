@@ -4,6 +4,8 @@
     xai-course train NAME           retrain an embedded model with its own script
     xai-course fetch-weights NAME   download torchvision's ImageNet weights (needs internet)
     xai-course bench CHAPTER        our time vs the reference's, ratio and max |difference|
+    xai-course bench explorers      seconds to each explorer's first and final picture
+    xai-course bench notebooks      seconds each chapter notebook takes to run top to bottom
     xai-course present CHAPTER      a chapter as a standalone page for a projector (Voila)
 """
 
@@ -31,8 +33,10 @@ def _lab(args) -> int:
 def _train(args) -> int:
     from . import zoo
 
-    _, accuracy = zoo.train(args.name, save=not args.no_save)
-    print(f"{args.name}: test accuracy {accuracy:.4f}")
+    _, score = zoo.train(args.name, save=not args.no_save)
+    what = ("samples the classifier is confident about (p > 0.9)"
+            if zoo.model_info(args.name).generator else "test accuracy")
+    print(f"{args.name}: {what} {score:.4f}")
     return 0
 
 
@@ -51,6 +55,10 @@ def _bench(args) -> int:
 
     device = torch.device(args.device) if args.device else zoo.default_device()
     print(f"xai-course bench {args.chapter} on {device} ({torch.get_num_threads()} threads)")
+    if args.chapter == "explorers":
+        return 0 if bench.explorer_times(device, only=args.only) else 2
+    if args.chapter == "notebooks":
+        return 0 if bench.notebook_times(args.notebooks, only=args.only) else 2
     cases = bench.CHAPTERS[args.chapter](device, quick=args.quick)
     if args.only:
         cases = [case for case in cases if args.only in case.name]
@@ -89,13 +97,17 @@ def main(argv=None) -> int:
     fetch.set_defaults(run=_fetch)
 
     bench_cmd = commands.add_parser("bench", help="time ours against the reference")
-    bench_cmd.add_argument("chapter", choices=list(bench.CHAPTERS))
+    bench_cmd.add_argument("chapter", choices=[*bench.CHAPTERS, *bench.WAITING],
+                           help="a chapter: ours against the reference; explorers, notebooks: "
+                                "how long a student waits for a picture, for Run All")
     bench_cmd.add_argument("--device", default=None, help="cpu or cuda (default: cuda if any)")
     bench_cmd.add_argument("--repeat", type=int, default=5,
                            help="timed runs a side, alternating; their medians are compared")
     bench_cmd.add_argument("--quick", action="store_true", help="embedded models only")
     bench_cmd.add_argument("--only", default=None, metavar="TEXT",
                            help="only the cases whose name contains TEXT, e.g. 'resnet18'")
+    bench_cmd.add_argument("--notebooks", default="notebooks",
+                           help="the chapter notebooks' folder (bench notebooks)")
     bench_cmd.set_defaults(run=_bench)
 
     present = commands.add_parser("present", help="a chapter in Voila, for a projector")

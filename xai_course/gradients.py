@@ -1,9 +1,19 @@
 """Chapter 02: from gradients to Integrated Gradients.
 
-Question (1) of the course: *if this feature changed, how would the output change?* The
-first answer is the derivative of the class score S_c with respect to each input feature;
-the rest of the chapter repairs its two weaknesses, noise and locality, and ends where no
-repair helps: a gradient describes a straight line, and a network is not one.
+Question (1) of the course: *if this feature changed, how would the output change?*, for a
+change too small to see. The first answer is the derivative of the class score S_c with
+respect to each input feature; the rest of the chapter repairs its two weaknesses, noise and
+locality, and ends where no repair helps: a gradient describes a straight line, and a network
+is not one.
+
+Seen as perturbations, the methods differ in where they look. The gradient looks at an
+infinitesimal change of x; SmoothGrad averages gradients at noisy copies x + eps around x, a
+*local* perturbation (how local, sigma decides); Integrated Gradients averages them along
+the path to a baseline x' where the information is erased, a *global* perturbation. And
+every one of them is a first-order Taylor view of S_c, f(x) ~ f(x0) + (x - x0) . grad f(x0):
+the closer an explanation's picture of the model is to a straight line, the easier it is to
+read and the less it is the model itself (`taylor_line` measures where the line departs).
+Chapter 04 asks question (1) again with real removals, and then question (2).
 
     gradient              dS_c(x)/dx_i                            Captum Saliency(abs=False)
     input_x_gradient      x_i dS_c(x)/dx_i                        Captum InputXGradient
@@ -225,8 +235,10 @@ def smoothgrad(model: nn.Module, inputs: torch.Tensor, target, base="gradient",
         attr = 1/n sum_{k=1..n} a(x + eps_k),   eps_k ~ N(0, sigma^2 I)
 
     Smilkov, Thorat, Kim, Viegas & Wattenberg, "SmoothGrad: removing noise by adding
-    noise", 2017. A gradient map is noisy because the gradient jumps from pixel to pixel
-    and from point to point; averaging over a small neighbourhood of x keeps what is stable.
+    noise", 2017. Why gradient maps look noisy is not settled: the paper's hypothesis is that
+    the gradient fluctuates sharply at small scales (in a ReLU network it jumps whenever a
+    unit switches on or off). Whatever the cause, averaging over a neighbourhood of x (a
+    local perturbation, as wide as sigma) keeps what is stable.
 
     base: the method a (a name: "gradient", "input_x_gradient", "guided_backprop",
     "integrated_gradients"; or any method of the convention), its options in
@@ -493,8 +505,9 @@ def taylor_line(model: nn.Module, inputs: torch.Tensor, target, direction,
         exact(t)  = S_c(x0 + t d)
         linear(t) = S_c(x0) + t d . grad S_c(x0)      (first-order Taylor expansion)
 
-    Every method of this chapter is built from gradients, i.e. from `linear`: where the two
-    curves part, the gradient stops describing the model (saturation, a ReLU switching,
+    Every method of this chapter is built from gradients, i.e. from `linear` (and so is
+    Grad-CAM, chapter 03, one layer up): where the two curves part, the gradient stops
+    describing the model (saturation, a ReLU switching,
     another class taking over). inputs: x0 (N, ...); direction: d, a tensor broadcastable to
     the inputs; ts: the values of t (a sequence or 1-D tensor of T).
     Returns exact (T, N) and linear (T, N).

@@ -1,12 +1,21 @@
 """Chapter 01: local vs global explanations.
 
 A *local* explanation answers "why this output for this input?"; a *global* one "what does
-the model respond to at all?". The chapter's first experiments use the real methods of
-later chapters, so that later chapters extend rather than replace them:
+the model respond to at all?". What is explained here are the features of one test input;
+the influence of training examples and the concepts a model has learned are the two other
+things one can explain (chapter 00 points to where they are studied).
+
+The chapter's first experiments use the real methods of later chapters, so that later
+chapters extend rather than replace them. Two answer question (1) of the course, *if this
+feature changed, how would the output change?*, one with a real change and one with an
+infinitesimal one:
 
 - hide one patch and watch the class probability (`patch_effect`, built on
   `perturbation.occlude`), then slide it everywhere (`perturbation.occlusion`);
 - the gradient of the class score as a saliency map (`gradients.gradient`);
+
+and one takes a first global look:
+
 - a class's preferred input by plain gradient ascent (`activation_max.gradient_ascent`).
 
 This module adds the measurements the chapter's demos need: how the probability moves when
@@ -29,12 +38,14 @@ __all__ = ["patch_effect", "mass_inside", "ShortcutReport", "shortcut_report"]
 
 
 def patch_effect(model: nn.Module, inputs: torch.Tensor, target, top: int, left: int,
-                 size: int, baseline: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+                 size: int, baseline: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Class probability before and after hiding one size x size patch at (top, left).
 
     Zeiler & Fergus's experiment by hand: p_c(x) and p_c(x with the patch := baseline), each
     (N,). A big drop says the patch mattered for this output (a local, counterfactual
-    answer: "what if this part were not there?").
+    answer to question (1): "what if this part were not there?"). baseline: the fill, 0
+    (black) by default as `perturbation.occlusion`'s (Zeiler & Fergus's grey was the mean
+    pixel of their mean-subtracted inputs, i.e. their inputs' 0).
     """
     inputs = check_model_and_inputs(model, inputs, ndim=4)
     height, width = inputs.shape[-2:]
@@ -58,7 +69,10 @@ def mass_inside(attribution: torch.Tensor, region: torch.Tensor) -> torch.Tensor
         share = sum_{i in region} |a_i| / sum_i |a_i|
 
     attribution: (N, C, H, W) or (N, H, W) (channels summed as |.|); region: (N, H, W) 0/1.
-    A share well above the region's area says the explanation points at the region.
+    A share well above the region's area says the explanation points at the region. That
+    is plausibility (the map agrees with where we think the evidence is), not faithfulness
+    (the model uses what the map shows): a map can point at the digit whatever the model
+    does. Chapter 09 measures faithfulness.
     """
     a = attribution.abs()
     if a.ndim == 4:

@@ -1,19 +1,33 @@
-"""Chapter 04: perturbation. Explain by changing the input and watching the output.
+"""Chapter 04: perturbation. Explain by changing the input for real and watching the output.
 
-Question (2) of the course: *if the output changed, which features caused it?* The simplest
-answer hides a part of the input and measures how much the class score falls.
+Both counterfactual questions of the course (chapter 01) are asked here, with real changes
+of the input and nothing but the model's output.
 
-- `occlude`: one grey patch at one place (the experiment a student does by hand in 01).
+Question (1), *if this feature changed, how would the output change?*: remove a part of the
+input and measure how far the class score falls. The gradient (chapter 02) answers the same
+question for a change too small to see; occlusion answers it for a real removal.
+
+- `occlude`: one patch at one place (the experiment a student does by hand in 01).
 - `occlusion`: the patch slid over the whole input, every position's score drop painted
   back onto the pixels it covered (Zeiler & Fergus 2014); Captum `Occlusion`'s numbers.
-- `meaningful_perturbation`: instead of trying patches, learn a mask, the smallest and
-  smoothest deletion that destroys the score (Fong & Vedaldi 2017); `perturb` (what a
-  deleted pixel becomes) and `total_variation` (the smoothness term) are its parts.
+  The fill (`baseline`) is part of the question, "compared with what?". Its default is 0,
+  black: Captum's default, and on the course's canvases close to their dark background, so
+  a hidden patch removes strokes without drawing a new shape. Zeiler & Fergus's grey square
+  was the same idea for their inputs: the mean pixel, i.e. 0 after mean subtraction.
+
+Question (2), *if the output changed, which features caused it?*: fix the change of the
+output first (the class score destroyed or kept; or another class d overtaking c,
+f_c < f_d) and search for the change of the input, a mask, that causes it:
+
+- `meaningful_perturbation`: the smallest and smoothest deletion that destroys the score
+  (Fong & Vedaldi 2017); `perturb` (what a deleted pixel becomes) and `total_variation`
+  (the smoothness term) are its parts.
 - `extremal_perturbation`: fix the mask's area and find the region of that size that keeps
   the most score (Fong, Patrick & Vedaldi 2019), with smooth masks by construction
   (`smooth_mask`) and a graded blur (`blur_pyramid`, `apply_pyramid`); checked against
   TorchRay.
-- `count_passes`: what each explanation costs, in forward (and backward) passes, counted.
+
+`count_passes`: what each explanation costs, in forward (and backward) passes, counted.
 
 The optimisations run on a batch of N images at once (N masks, N independent losses) and,
 as every method of the course, leave the model exactly as they found it.
@@ -122,7 +136,7 @@ def occlude(inputs: torch.Tensor, start: Sequence[int], window: Sequence[int],
     """A copy of `inputs` with one window, starting at `start`, replaced by `baseline`.
 
     start and window index the dimensions after the batch, e.g. (0, top, left) and
-    (C, h, w) for a grey patch of h x w pixels over all channels.
+    (C, h, w) for a patch of h x w pixels over all channels.
     """
     occluded = inputs.clone()
     region = (slice(None),) + _window_slices(tuple(start), tuple(window))
@@ -152,7 +166,9 @@ def occlusion(model: nn.Module, inputs: torch.Tensor, target, window=8, stride=N
     per dimension after the batch, as Captum's `sliding_window_shapes` / `strides`, e.g.
     (3, 15, 15) and (3, 8, 8). stride=None: the window's own size (patches tile the input).
     A window count of ceil((D - w) / s) + 1 positions per dimension, the last cut at the edge.
-    baseline: the fill value (a number or a tensor broadcastable to the inputs).
+    baseline: the fill value (a number or a tensor broadcastable to the inputs); 0 (black)
+    by default, as Captum. The fill decides what "removed" means and changes the map:
+    chapter 04's notebook measures black, grey, the mean colour and a blur on the canvases.
     output: "logit" (Captum's numbers) or "probability" (the softmax of the class).
     batch_size: occluded copies per forward pass (Captum's perturbations_per_eval times N);
     None: `convention.rows_per_pass` without gradients (8 copies of a 224 x 224 image, 64 of a
@@ -289,6 +305,10 @@ def meaningful_perturbation(model: nn.Module, inputs: torch.Tensor, target,
                             generator: torch.Generator | None = None, history: bool = False,
                             record_every: int = 5, progress: bool = False):
     """Meaningful Perturbation: the smallest, smoothest deletion that destroys the class score.
+
+    Question (2) of the course: the change of the output is fixed first (the score gone) and
+    the change of the input that causes it is searched for. Another class overtaking c
+    (f_c < f_d) would be another such objective.
 
     Learn a mask m in [0, 1] (m = 1 keeps a pixel, m = 0 deletes it) for each image x:
 

@@ -272,3 +272,125 @@ def captum_lime_tabular(model, inputs, target, background, samples=1000, kernel_
             rows.append(lime.attribute(inputs[n:n + 1], target=int(t[n]), n_samples=samples,
                                        perturbations_per_eval=perturbations_per_eval)[0])
     return torch.stack(rows)
+
+
+# --------------------------------------------------------------------------- chapter 08
+def captum_shapley_values(f, x, baseline=0.0, target=None, groups=None, batch_size=None,
+                          progress=False, perturbations_per_eval=16):
+    """Captum `ShapleyValues`: every one of the d! orders (only for a few players), the
+    reference of `shapley.exact_shapley` for a model."""
+    from captum.attr import ShapleyValues
+
+    from .shapley import _baseline, players
+
+    x = check_model_and_inputs(f, x)
+    groups, _ = players(x, groups)
+    with unchanged(f):
+        return ShapleyValues(f).attribute(x, baselines=_baseline(x, baseline), target=target,
+                                          feature_mask=groups,
+                                          perturbations_per_eval=perturbations_per_eval)
+
+
+def captum_shapley_value_sampling(model, inputs, target, baseline=0.0, samples=25,
+                                  groups=None, generator=None, batch_size=None,
+                                  progress=False, perturbations_per_eval=16):
+    """Captum `ShapleyValueSampling` on the same random orders: Captum draws each order with
+    `torch.randperm` from torch's global random state, which is set here (and restored
+    after) to the state of `generator`, as `shapley.sample_permutations` draws from it."""
+    from captum.attr import ShapleyValueSampling
+
+    from .shapley import _baseline, players
+
+    inputs = check_model_and_inputs(model, inputs)
+    groups, _ = players(inputs, groups)
+    with unchanged(model), torch.random.fork_rng(devices=[]):
+        if generator is not None:
+            torch.set_rng_state(generator.get_state())
+        return ShapleyValueSampling(model).attribute(
+            inputs, baselines=_baseline(inputs, baseline), target=target, feature_mask=groups,
+            n_samples=samples, perturbations_per_eval=perturbations_per_eval)
+
+
+def _captum_linear_regression():
+    """Captum's scikit-learn `LinearRegression` wrapper, fitted on float64 copies of the data
+    (Captum hands it float32, and scikit-learn would then solve in float32)."""
+    from captum._utils.models.linear_model import SkLearnLinearModel
+    from torch.utils.data import DataLoader, TensorDataset
+
+    class LinearRegression64(SkLearnLinearModel):
+        def fit(self, train_data, **kwargs):
+            x, y, w = (torch.cat(part).double() for part in zip(*train_data))
+            return super().fit(DataLoader(TensorDataset(x, y, w), batch_size=len(x)), **kwargs)
+
+    return LinearRegression64("linear_model.LinearRegression")
+
+
+def captum_kernel_shap(model, inputs, target, baseline=0.0, samples=1000, groups=None,
+                       generator=None, batch_size=None, progress=False,
+                       perturbations_per_eval=64, inf_weight=None):
+    """Captum `KernelShap` on the same coalitions: its perturbation generator replaced by one
+    that yields the full and the empty coalition (as Captum's does) and then the coalitions
+    `shapley.sample_coalitions` draws with `generator`, one draw per input in order. Captum's
+    own kernel weights (1 per drawn coalition, `inf_weight` = 1e6 for the full and the empty
+    one) and scikit-learn's `LinearRegression` (fitted in float64). inf_weight: a larger
+    stand-in for Captum's "infinite" weight (None: Captum's 1e6)."""
+    from captum.attr import KernelShap
+
+    from .shapley import _baseline, _group, _targets, players, sample_coalitions
+
+    inputs = check_model_and_inputs(model, inputs)
+    groups, d = players(inputs, groups)
+    base = _baseline(inputs, baseline)
+    with torch.no_grad():
+        targets = _targets(model, inputs, target)
+    rows = []
+    for n in range(inputs.shape[0]):
+        z = sample_coalitions(samples - 2, d, generator).to(inputs.device)
+
+        def perturb(original, z=z, **kwargs):
+            yield torch.ones(1, d, dtype=torch.long, device=inputs.device)
+            yield torch.zeros(1, d, dtype=torch.long, device=inputs.device)
+            yield from z.long()[:, None]
+
+        explainer = KernelShap(model)
+        explainer.perturb_func = perturb
+        explainer.interpretable_model = _captum_linear_regression()
+        if inf_weight is not None:
+            explainer.inf_weight = inf_weight
+        with unchanged(model):
+            rows.append(explainer.attribute(
+                inputs[n:n + 1], baselines=base[n:n + 1], target=targets[n],
+                feature_mask=_group(groups, n)[None], n_samples=samples,
+                perturbations_per_eval=perturbations_per_eval))
+    return torch.cat(rows)
+
+
+def lucent_channel(model, objective, shape, steps=100, lr=0.05, seed=0):
+    """Lucent's `render_vis` (torch-lucent, the PyTorch port of Lucid) on one channel, the same
+    call as `activation_max.maximize(model, ("channel", layer, k), shape, steps, lr,
+    parametrization="fourier")`: Lucent's Fourier parametrisation with decorrelated colours
+    (`param.image(W, h=H, fft=True, decorrelate=True)`), its `objectives.channel(layer, k)`,
+    Adam at `lr`, `steps` steps, no transforms and no preprocessing. Lucent draws its start
+    from torch's global generator, seeded here with `seed` (the global state is restored
+    afterwards); the hooks Lucent leaves on the model are removed.
+
+    objective: ("channel", layer, k), layer a dotted module name ("layer3.0.conv1"; Lucent
+    joins the names with "_"); shape: (3, H, W). Returns the image (1, 3, H, W) on the
+    model's device.
+    """
+    from lucent.optvis import objectives, param, render
+
+    kind, layer, channel = objective
+    if kind != "channel":
+        raise ValueError(f"lucent_channel compares channel objectives, got {objective!r}")
+    _, height, width = shape
+    with unchanged(model), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        images = render.render_vis(
+            model, objectives.channel(layer.replace(".", "_"), channel),
+            param_f=lambda: param.image(width, h=height, fft=True, decorrelate=True),
+            optimizer=lambda params: torch.optim.Adam(params, lr=lr), transforms=[],
+            thresholds=(steps,), preprocess=False, fixed_image_size=(height, width),
+            progress=False, show_image=False)
+    image = torch.from_numpy(images[-1]).permute(0, 3, 1, 2)
+    return image.to(next(model.parameters()).device)

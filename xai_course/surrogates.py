@@ -19,6 +19,14 @@ Fidelity says how well g imitates f: the weighted R^2 on the samples, and on fre
 the surrogate has never seen. A deep tree imitates anything and explains nothing: fidelity
 against depth is the trade-off of the chapter.
 
+A surrogate is knowledge distillation done locally: the network is the teacher, g the
+student, and the student learns from the teacher's answers on inputs near x only, because a
+student simple enough to read cannot imitate the teacher everywhere. Fidelity is then the
+student's grade, and it is what decides whether g's coefficients may be read as the
+network's reasons: a low-fidelity surrogate explains itself, not the network. Like the
+gradient (chapter 02), a linear g is a straight-line view of f; unlike the gradient, the
+line is fitted to real, finite changes of the input, at the scale the kernel width sets.
+
 `tree_regularized_training` is the global version (Wu et al., "Beyond Sparsity: Tree
 Regularization of Deep Models for Interpretability", AAAI 2018): train the network itself so
 that a small tree imitates it everywhere, by penalising the average decision-path length of a
@@ -196,10 +204,23 @@ def perturbed_images(image: torch.Tensor, base: torch.Tensor, segments: torch.Te
 
 # --------------------------------------------------------------------------- sampling
 def sample_switches(samples: int, k: int, generator: torch.Generator | None = None,
-                    device=None) -> torch.Tensor:
-    """(samples, k) 0/1 switches, the `lime` package's way: the first row is the original
-    (all on); each other row switches off a uniformly drawn number 1..k of features, chosen
-    at random. So the samples cover every distance from the original, near and far."""
+                    device=None, scheme: str = "image") -> torch.Tensor:
+    """(samples, k) 0/1 switches; the first row is the original (all on).
+
+    scheme "image" (the default): every other row switches each feature on or off with
+    probability 1/2, independently, as the `lime` package's `LimeImageExplainer` does
+    (`randint(0, 2)` per superpixel) and as Captum's `Lime` does by default (Bernoulli 1/2).
+    Most rows then have about half of the features off: the samples sit at a cosine distance
+    of about 1 - sqrt(1/2) = 0.29 from the original, few of them much nearer or farther.
+    scheme "count": the `lime` package's *text* explainer (`LimeTextExplainer`): each other
+    row switches off a uniformly drawn number 1..k of features, chosen at random, so the
+    samples cover every distance from the original, near and far.
+    """
+    if scheme == "image":
+        on = torch.randint(0, 2, (samples - 1, k), generator=generator, device=device)
+        return torch.cat([torch.ones(1, k, device=device), on.float()])
+    if scheme != "count":
+        raise ValueError(f"scheme must be 'image' or 'count', got {scheme!r}")
     off_count = torch.randint(1, k + 1, (samples - 1, 1), generator=generator, device=device)
     order = torch.rand(samples - 1, k, generator=generator, device=device).argsort(dim=1)
     rank = torch.empty_like(order).scatter_(1, order, torch.arange(k, device=device).expand(
@@ -402,8 +423,9 @@ def lime(model: nn.Module, inputs: torch.Tensor, target, segments=None, samples:
         pi(z) = sqrt(exp(-d(z)^2 / w^2)),  d(z) = 1 - cos(z, 1)   (w = kernel_width)
 
     Ribeiro, Singh & Guestrin, "Why Should I Trust You?", KDD 2016, as in the `lime` package's
-    `LimeImageExplainer`: z from `sample_switches` (row 0: the original), the cosine distance
-    of z to the all-on vector, kernel width 0.25, `Ridge(alpha=1)`. Unlike the `lime` package
+    `LimeImageExplainer`: z from `sample_switches` (row 0: the original; in every other row
+    each superpixel on with probability 1/2), the cosine distance of z to the all-on vector,
+    kernel width 0.25, `Ridge(alpha=1)`. Unlike the `lime` package
     (probabilities) and as Captum, f_c is the model's output (the logit) for class c.
 
     segments: (H, W) or (N, H, W) superpixel ids; None: `superpixels(x, "slic", 50)` (a

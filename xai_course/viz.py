@@ -60,6 +60,7 @@ OVERLAY_SEQUENTIAL = [[0.0, "rgba(0,0,4,0)"], [0.1, "rgba(27,12,65,0.15)"],
 OPACITY = 0.8  # of a map over an image (its colour scales are transparent at 0)
 SEQUENTIAL = "Inferno"  # unsigned maps: dark = 0, bright = large
 FONT_SIZE = {False: 13, True: 22}
+MODEBAR_REMOVED = ["pan", "select", "lasso", "zoomin", "zoomout", "autoscale"]
 HEIGHT = {False: 420, True: 720}
 ROW_HEIGHT = {False: 260, True: 420}  # one row of image panels in a subplot figure
 # A light look like plotly's "plotly_white", kept small: the full template is slow to apply.
@@ -85,11 +86,15 @@ def layout(title: str | None = None, presentation: bool = False, height: int | N
     """The course's look as a layout dict: light template, title, font and height."""
     return dict(
         template=TEMPLATE,
-        title=dict(text=title, y=1, yref="container", yanchor="top", pad=dict(t=8))
+        # on the left: the mode bar (zoom, pan, download) shows at the top right
+        title=dict(text=title, x=0, xref="paper", xanchor="left", y=1, yref="container",
+                   yanchor="top", pad=dict(t=8))
         if title else None,
         font=dict(size=FONT_SIZE[bool(presentation)]),
         height=height or HEIGHT[bool(presentation)],
         margin=dict(l=10, r=10, t=60 if title else 30, b=10),
+        # a short mode bar: download, zoom, reset (the title on the left stays clear of it)
+        modebar=dict(remove=MODEBAR_REMOVED),
         **more,
     )
 

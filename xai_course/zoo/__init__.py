@@ -89,7 +89,9 @@ class ModelSpec:
     build(): the architecture with fresh weights. train(progress=True) -> (model, test
     accuracy): the script that made the shipped weights. load(): a custom loader for models
     whose weights are not shipped (the ImageNet ones), else None. tabular: the model reads
-    rows of a table (N, features), not images or texts.
+    rows of a table (N, features), not images or texts. generator: the model draws inputs
+    from a code z (a GAN's generator) instead of classifying them; its training script
+    returns the share of its samples the data's classifier is confident about.
     """
 
     name: str
@@ -99,14 +101,15 @@ class ModelSpec:
     train: Callable[..., tuple[nn.Module, float]] | None = None
     load: Callable[[], nn.Module] | None = None
     tabular: bool = False
+    generator: bool = False
 
 
 def _registry() -> tuple[dict[str, ModelSpec], dict[str, Callable[..., Dataset]]]:
-    from . import digits, imagenet, photos, reviews, tabular
+    from . import digits, generators, imagenet, photos, reviews, tabular
 
     specs: dict[str, ModelSpec] = {}
     data: dict[str, Callable[..., Dataset]] = {}
-    for module in (digits, reviews, photos, imagenet, tabular):
+    for module in (digits, reviews, photos, imagenet, tabular, generators):
         specs.update({s.name: s for s in module.MODELS})
         data.update(module.DATASETS)
     return specs, data
