@@ -577,35 +577,9 @@ def test_displayed_again_the_explorer_shows_the_current_figure(explorer, monkeyp
     monkeypatch.setattr(IPython.display, "display", lambda *args: None)
     e.sample_picker.value = 2  # drawn in place
     first, z = e.figure, heat_z(explorer).copy()
-    e._ipython_display_()  # a second view of the explorer starts from the widget's state
-    assert e.figure is first
-    state = e.figure.get_state()["_widget_data"]
-    heat = next(t for t in state if t["type"] == "heatmap")
-    np.testing.assert_array_equal(np.asarray(heat["z"]), z)
-
-
-def test_in_a_kernel_the_state_for_later_views_follows_a_second_after_the_draw(explorer):
-    """Sending the whole figure again for views made later (a tab closed and opened again)
-    waits until the explorer has been still for a second: not on the way to the picture."""
-    import asyncio
-
-    e = explorer
-    loop = asyncio.new_event_loop()
-    e._loop = loop  # as in a kernel, where the frame draws on the kernel's event loop
-    try:
-        e.sample_picker.value = 3  # drawn in place
-        z = heat_z(e).copy()
-
-        def later_z():
-            state = e.figure.get_state()["_widget_data"]
-            return np.asarray(next(t for t in state if t["type"] == "heatmap")["z"])
-
-        assert not np.array_equal(later_z(), z)  # not yet
-        loop.run_until_complete(asyncio.sleep(1.2))
-        np.testing.assert_array_equal(later_z(), z)
-    finally:
-        e._loop = None
-        loop.close()
+    e._ipython_display_()  # a second view of the explorer
+    assert e.figure is not first and e.figure_box.children == (e.figure,)
+    np.testing.assert_array_equal(heat_z(e), z)  # built from the current state
 
 
 def test_no_private_plotly_attributes_in_the_widgets():

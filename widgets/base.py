@@ -69,8 +69,8 @@ from xai_course.convention import Option, model_device
 from xai_course.fast import for_many_passes
 from xai_course.images import read_image
 
-__all__ = ["Explorer", "Request", "Result", "option_widget", "update_figure", "keep_state_of",
-           "seeded", "coarse_options", "UPLOAD", "IMAGE_MODELS", "OPACITY", "NORMALISE"]
+__all__ = ["Explorer", "Request", "Result", "option_widget", "update_figure", "seeded",
+           "coarse_options", "UPLOAD", "IMAGE_MODELS", "OPACITY", "NORMALISE"]
 
 UPLOAD = "your image"  # the data picker's entry for an uploaded image
 TARGETS = [("label", "label"), ("prediction", "prediction")]
@@ -258,15 +258,14 @@ def figure_structure(fig: go.Figure) -> tuple:
             len(fig.layout.images))
 
 
-def update_figure(widget: go.FigureWidget, fig: go.Figure,
-                  keep_state: bool = True) -> go.FigureWidget:
+def update_figure(widget: go.FigureWidget, fig: go.Figure) -> go.FigureWidget:
     """Show `fig`: in `widget`, updated in place, when both have the same structure
     (`figure_structure`); else in a new FigureWidget, which the caller puts in place of the
     old one. Returns the widget that shows `fig`.
 
     In place, every trace and the layout get `fig`'s properties (those `fig` does not set are
-    reset), in one message to the views; then, with `keep_state`, `keep_state_of(widget)`.
-    A new widget starts from `fig` itself.
+    reset), in one message to the views. A new widget starts from `fig` itself: a view made
+    later (Voila renders after the notebook has run) shows it as it is.
     """
     if figure_structure(widget) != figure_structure(fig):
         return go.FigureWidget(fig)
@@ -281,17 +280,7 @@ def update_figure(widget: go.FigureWidget, fig: go.Figure,
         widget.layout.update({k: None for k in widget.layout.to_plotly_json()
                               if k not in new_layout})
         widget.layout.update(new_layout, overwrite=True)
-    if keep_state:
-        keep_state_of(widget)
     return widget
-
-
-def keep_state_of(widget: go.FigureWidget) -> None:
-    """Bring the state a view made later starts from (a notebook tab closed and opened again,
-    the explorer displayed once more) up to date with the figure a widget updated in place
-    shows, as displaying the widget does (plotly's display hook; existing views ignore it).
-    It sends the whole figure once more."""
-    widget._repr_mimebundle_()
 
 
 def _default_devices() -> list[str]:
@@ -359,8 +348,8 @@ class Explorer:
         self.methods = dict(methods or {})
         self._modules = dict(models) if isinstance(models, Mapping) else {}
         self._model_names = list(self._modules) or list(models or [  # images and texts
-            m for m in zoo.models() if not (zoo.model_info(m).tabular
-                                            or zoo.model_info(m).generator)])
+            m for m in zoo.models() if not (getattr(zoo.model_info(m), "tabular", False)
+                                            or getattr(zoo.model_info(m), "generator", False))])
         if model is not None and model not in self._model_names:
             raise ValueError(f"unknown model {model!r}; choose from {self._model_names}")
         self._data = ({getattr(data, "name", "data"): data} if hasattr(data, "x")
@@ -383,7 +372,6 @@ class Explorer:
         self._started = False
         self._executor = None
         self._future = None
-        self._state_timer: asyncio.TimerHandle | None = None  # see `_keep_state_soon`
         # The thread that builds the explorer, and its event loop in a Jupyter kernel: results
         # computed on the worker thread are drawn there (see `_hand_over`).
         self._home = threading.get_ident()
@@ -682,22 +670,13 @@ class Explorer:
         # Under Voila an update in place sometimes never reached the page (seen in the
         # browser tests: a new sample computed, the old picture kept); a new widget always
         # arrives whole. In JupyterLab the figure is updated in place: no flicker.
-        if _in_voila():
-            self._put(go.FigureWidget(fig))
-            return
-        shown = update_figure(self.figure, fig, keep_state=False)
-        self._put(shown)
-        self._keep_state_soon(shown)
+        self._put(go.FigureWidget(fig) if _in_voila() else update_figure(self.figure, fig))
 
-    def _keep_state_soon(self, widget: go.FigureWidget) -> None:
-        """`keep_state_of(widget)` a second after the last draw, not on the way to the
-        picture (in a kernel; at once without an event loop)."""
-        if self._loop is None:
-            keep_state_of(widget)
-            return
-        if self._state_timer is not None:
-            self._state_timer.cancel()
-        self._state_timer = self._loop.call_later(1.0, self._guard(keep_state_of), widget)
+    def _fresh_figure(self) -> None:
+        """A new FigureWidget built from the one on screen: views made from now on (the
+        explorer displayed once more) start from the current state, as views of a widget
+        updated in place would not."""
+        self._put(go.FigureWidget(self.figure))
 
     def _put(self, shown: go.FigureWidget) -> None:
         """Put `shown` on screen in place of the FigureWidget there (closed), unless it is
@@ -1005,15 +984,13 @@ class Explorer:
         """Stop the worker thread and close the widgets."""
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
-        if self._state_timer is not None:
-            self._state_timer.cancel()
         self.widget.close()
 
     # ----------------------------------------------------------------- display
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
-        if self._started:  # displayed again: the new view starts from the figure shown
-            keep_state_of(self.figure)
+        if self._started:  # displayed again: the new views get the current figure
+            self._fresh_figure()
         self.start()
         display(self.widget)

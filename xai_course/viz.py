@@ -61,6 +61,9 @@ OPACITY = 0.8  # of a map over an image (its colour scales are transparent at 0)
 SEQUENTIAL = "Inferno"  # unsigned maps: dark = 0, bright = large
 FONT_SIZE = {False: 13, True: 22}
 MODEBAR_REMOVED = ["pan", "select", "lasso", "zoomin", "zoomout", "autoscale"]
+# Characters of a title line that stay clear of the mode bar in a figure 700 px wide (plotly's
+# width where the page gives it none); longer titles are wrapped.
+TITLE_CHARS = {False: 56, True: 32}
 HEIGHT = {False: 420, True: 720}
 ROW_HEIGHT = {False: 260, True: 420}  # one row of image panels in a subplot figure
 # A light look like plotly's "plotly_white", kept small: the full template is slow to apply.
@@ -83,16 +86,22 @@ def _numpy(a, name: str) -> np.ndarray:
 
 def layout(title: str | None = None, presentation: bool = False, height: int | None = None,
            **more) -> dict:
-    """The course's look as a layout dict: light template, title, font and height."""
+    """The course's look as a layout dict: light template, title (wrapped to TITLE_CHARS),
+    font and height."""
+    size = FONT_SIZE[bool(presentation)]
+    if title:
+        title = "<br>".join(wrap(part, TITLE_CHARS[bool(presentation)])
+                            for part in title.split("<br>"))
+    extra_lines = title.count("<br>") if title else 0
     return dict(
         template=TEMPLATE,
         # on the left: the mode bar (zoom, pan, download) shows at the top right
-        title=dict(text=title, x=0, xref="paper", xanchor="left", y=1, yref="container",
-                   yanchor="top", pad=dict(t=8))
+        title=dict(text=title, x=0, xref="container", xanchor="left", y=1, yref="container",
+                   yanchor="top", pad=dict(t=8, l=10))
         if title else None,
-        font=dict(size=FONT_SIZE[bool(presentation)]),
+        font=dict(size=size),
         height=height or HEIGHT[bool(presentation)],
-        margin=dict(l=10, r=10, t=60 if title else 30, b=10),
+        margin=dict(l=10, r=10, t=(60 + int(extra_lines * size * 1.8)) if title else 30, b=10),
         # a short mode bar: download, zoom, reset (the title on the left stays clear of it)
         modebar=dict(remove=MODEBAR_REMOVED),
         **more,
@@ -113,7 +122,10 @@ def style(fig: go.Figure, title: str | None = None, presentation: bool = False,
     if top:
         size = FONT_SIZE[bool(presentation)] * 1.6
         lines = max(text.count("<br>") + 1 for text in top)
-        fig.update_layout(margin_t=int((size * 1.5 if title else 10) + size * lines + 14))
+        title_lines = (fig.layout.title.text or "").count("<br>") + 1 if title else 0
+        # without a title, room above the subplot titles for the mode bar (about 26 px)
+        fig.update_layout(margin_t=int((size * 1.5 * title_lines if title else 20)
+                                       + size * lines + 14))
     return fig
 
 
@@ -360,7 +372,7 @@ def token_figure(tokens: Sequence[str], scores, relevant=None, title: str | None
     return go.Figure([heat, marks], layout(
         title, presentation, height or 90 + row_height * rows, xaxis=dict(visible=False),
         yaxis=dict(visible=False, autorange="reversed"),
-        legend=dict(orientation="h", y=-0.02, yanchor="top"),
+        legend=dict(orientation="h", y=-0.06, yanchor="top"),
     ))
 
 
