@@ -100,7 +100,8 @@ def layout(title: str | None = None, presentation: bool = False, height: int | N
                    yanchor="top", pad=dict(t=8, l=10))
         if title else None,
         font=dict(size=size),
-        height=height or HEIGHT[bool(presentation)],
+        # a wrapped title's lines are added to the height: the panels keep their size
+        height=(height or HEIGHT[bool(presentation)]) + int(extra_lines * size * 1.8),
         margin=dict(l=10, r=10, t=(60 + int(extra_lines * size * 1.8)) if title else 30, b=10),
         # a short mode bar: download, zoom, reset (the title on the left stays clear of it)
         modebar=dict(remove=MODEBAR_REMOVED),
@@ -372,7 +373,7 @@ def token_figure(tokens: Sequence[str], scores, relevant=None, title: str | None
     return go.Figure([heat, marks], layout(
         title, presentation, height or 90 + row_height * rows, xaxis=dict(visible=False),
         yaxis=dict(visible=False, autorange="reversed"),
-        legend=dict(orientation="h", y=-0.06, yanchor="top"),
+        legend=dict(orientation="h", y=-0.02, yanchor="top"),
     ))
 
 
