@@ -340,7 +340,7 @@ class TabularLime(Explorer):
         fig = go.Figure(go.Bar(
             x=a[top].tolist(), y=[f"{names[j]} = {value[j]:.2f}" for j in top],
             orientation="h", marker_color=["#ee6677" if a[j] > 0 else "#4477aa" for j in top]))
-        fig.update_xaxes(title_text="coefficient: score per standard deviation")
+        fig.update_xaxes(title_text="coefficient (score per std)")
         return viz.style(fig, title, self.presentation, height=28 * len(top) + 160)
 
     def status(self, result: Result) -> str:
