@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -43,6 +42,10 @@ from tqdm.auto import tqdm
 
 from .convention import (
     Option,
+    check_choice,
+    check_count,
+    check_module,
+    check_number,
     check_positive_int,
     check_target,
     forward,
@@ -248,37 +251,12 @@ def _shift(jitter: int, generator: torch.Generator | None) -> tuple[int, int]:
 
 
 # --------------------------------------------------------------------------- checks
-def _check_number(value, name: str, low: float = 0.0, strict: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or value < low or (strict and value == low):
-        raise ValueError(f"{name} must be a number {'>' if strict else '>='} {low}, got {value!r}")
-    return value
-
-
-def _check_choice(value, name: str, choices: tuple) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-    return value
-
-
-def _check_count(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be an int >= 0 (0: off), got {value!r}")
-    return value
-
-
 def _check_shape(shape) -> tuple[int, ...]:
     if (not isinstance(shape, Sequence) or not shape
             or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape)):
         raise ValueError(f"shape must be one input's shape, a sequence of positive ints such as "
                          f"(1, 32, 32) or (3, 224, 224); got {shape!r}")
     return tuple(shape)
-
-
-def _check_model(model, name: str = "model") -> nn.Module:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"{name} must be a torch.nn.Module, got {type(model).__name__}")
-    return model
 
 
 def _step_function(parameter: torch.Tensor, optimizer: str, lr: float) -> Callable:
@@ -354,19 +332,19 @@ def maximize(model: nn.Module, objective, shape: Sequence[int], steps: int = 200
     the model's device; with `history`, (images, `History`). Checked against Lucent's
     Fourier parametrisation (references.lucent_channel).
     """
-    _check_model(model)
+    check_module(model)
     objectives = _objectives(objective)
     shape = _check_shape(shape)
     check_positive_int(steps, "steps")
-    _check_number(lr, "lr", strict=True)
-    _check_number(l2, "l2")
-    _check_number(tv, "tv")
-    _check_count(jitter, "jitter")
-    _check_count(blur_every, "blur_every")
-    _check_number(blur_sigma, "blur_sigma", strict=True)
-    _check_choice(parametrization, "parametrization", PARAMETRIZATIONS)
-    _check_choice(init, "init", INITS)
-    _check_choice(optimizer, "optimizer", OPTIMIZERS)
+    check_number(lr, "lr", strict=True)
+    check_number(l2, "l2")
+    check_number(tv, "tv")
+    check_count(jitter, "jitter")
+    check_count(blur_every, "blur_every")
+    check_number(blur_sigma, "blur_sigma", strict=True)
+    check_choice(parametrization, "parametrization", PARAMETRIZATIONS)
+    check_choice(init, "init", INITS)
+    check_choice(optimizer, "optimizer", OPTIMIZERS)
     spatial = tv > 0 or jitter > 0 or blur_every > 0 or parametrization == "fourier"
     if spatial and len(shape) != 3:
         raise ValueError(f"tv, jitter, blur and the Fourier parametrisation need images "
@@ -471,17 +449,17 @@ def maximize_latent(model: nn.Module, generator_net: nn.Module, objective, steps
     G(z*) (N, ...) on the model's device; with `history`, (images, `History`) whose
     `latents` hold the codes. Neither model nor G is changed.
     """
-    _check_model(model)
-    _check_model(generator_net, "generator_net")
+    check_module(model)
+    check_module(generator_net, "generator_net")
     latent_dim = getattr(generator_net, "latent_dim", None)
     if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
         raise ValueError("generator_net must have a `latent_dim` attribute, the length of its "
                          f"code z (a positive int); got {latent_dim!r}")
     objectives = _objectives(objective)
     check_positive_int(steps, "steps")
-    _check_number(lr, "lr", strict=True)
-    _check_number(z_l2, "z_l2")
-    _check_number(z_clip, "z_clip", strict=True)
+    check_number(lr, "lr", strict=True)
+    check_number(z_l2, "z_l2")
+    check_number(z_clip, "z_clip", strict=True)
     device = model_device(model)
     if model_device(generator_net) != device:
         raise ValueError(f"generator_net is on {model_device(generator_net)} but the model is "

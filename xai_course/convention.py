@@ -237,6 +237,36 @@ def check_positive_int(value, name: str, allow_none: bool = False):
     return value
 
 
+def check_number(value, name: str, low: float = 0.0, strict: bool = False) -> float:
+    """Return `value` if it is a finite number >= low (> low when `strict`); else a ValueError
+    that names the option and what is valid."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value < low or (strict and value == low):
+        raise ValueError(f"{name} must be a number {'>' if strict else '>='} {low}, got {value!r}")
+    return value
+
+
+def check_choice(value, name: str, choices: Sequence) -> str:
+    """Return `value` if it is one of `choices`; else a ValueError listing them."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def check_count(value, name: str) -> int:
+    """Return `value` if it is an int >= 0 (0 meaning off); else a ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an int >= 0 (0: off), got {value!r}")
+    return value
+
+
+def check_module(model, name: str = "model") -> nn.Module:
+    """Return `model` if it is an nn.Module; else a TypeError that names what was given."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{name} must be a torch.nn.Module, got {type(model).__name__}")
+    return model
+
+
 def class_scores(model: nn.Module, inputs: torch.Tensor, target) -> torch.Tensor:
     """Forward `inputs`, check `target` against the model's output and return its scores (N,).
 
