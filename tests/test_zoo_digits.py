@@ -282,12 +282,12 @@ def test_unknown_split_is_a_clear_error(name, bad):
 
 
 def test_the_training_loop_learns():
-    """`xai-course train` runs `_fit`: three epochs on the digits' train split already take
+    """`xai-course train` runs `fit`: three epochs on the digits' train split already take
     the test accuracy far above chance (0.10) and leave the model in eval mode."""
     torch.manual_seed(0)
     model = zd.DigitsCNN()
     train = zd.digits("train")
-    zd._fit(model, lambda epoch: train, epochs=3, lr=2e-3, progress=False)
+    zd.fit(model, lambda epoch: train, epochs=3, lr=2e-3, progress=False)
     test_accuracy = zoo.accuracy(model, zd.digits("test"))
     print(f"digits after 3 epochs: {test_accuracy:.2%}")
     assert test_accuracy > 0.6

@@ -25,15 +25,21 @@ Objectives, written as tuples (a list of them optimises a batch, one image each)
     ("channel", layer, k)         mean_ij A_k[i, j](x), feature map k of the named layer
     ("neuron", layer, k, i, j)    A_k[i, j](x), one unit of that map
 
-Checked (tests/test_activation_max.py): the objective rises; a second, independent digits
-classifier labels the images (how often each prior makes a recognisable digit); the Fourier
-parametrisation against Lucent's (`references.lucent_channel`) on a torchvision model.
+Would a person see a 3 in the image? `DigitJudge` answers for the digits without a
+network: k nearest neighbours at the digits' own 8x8 resolution, abstaining when the image
+is farther from every training digit than any real digit is (a second CNN would not do: it
+reads snow as a confident 3, as the first one does).
+
+Checked (tests/test_activation_max.py): the objective rises; how often the judge recognises
+each method's images (the chapter's table); the Fourier parametrisation against Lucent's
+(`references.lucent_channel`) on a torchvision model.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 
 import torch
@@ -429,7 +435,7 @@ def gradient_ascent(model: nn.Module, target: int, shape: Sequence[int], steps: 
            high=10.0, step=0.5),
 )
 def maximize_latent(model: nn.Module, generator_net: nn.Module, objective, steps: int = 200,
-                    lr: float = 0.05, z_l2: float = 0.01, z_clip: float = 3.0,
+                    lr: float = 0.05, z_l2: float = 1.0, z_clip: float = 3.0,
                     generator: torch.Generator | None = None, history: bool = False,
                     progress: bool = False):
     """The images G(z*) that maximise the objectives, with a generator G as the prior (DGN-AM).
@@ -442,6 +448,13 @@ def maximize_latent(model: nn.Module, generator_net: nn.Module, objective, steps
     regulariser. As there, the code is decayed and clipped to the range it was trained on
     (here z ~ N(0, I): z_clip = 3 standard deviations), so that G is not asked for codes it
     has never seen. z_0 ~ N(0, I), drawn with `generator`; steps by Adam.
+
+    z_l2 trades the objective against plausibility. Weak decay lets the search walk to
+    codes far out in the prior's tails, where G still draws a digit, but an exaggerated one
+    that no real digit resembles; measured with `DigitJudge` on the `digits` model (10
+    classes, 2 seeds, 200 steps): z_l2 = 0.01 keeps 15% of the images typical of real
+    digits, 0.1 55%, 0.3 85%, 1.0 100%, while the reached logit falls from 44 to 33 (real
+    test digits: 18 to 27). The default, 1.0, keeps the codes where G was trained.
 
     generator_net: G, a module with a `latent_dim` attribute (the length of z) that maps
     codes (N, latent_dim) to images the model takes, e.g. `zoo.load_model("digits-gan")`.
@@ -491,3 +504,83 @@ def maximize_latent(model: nn.Module, generator_net: nn.Module, objective, steps
     codes.append(z.detach().clone())
     return x, History(objective=torch.stack(values), steps=snapshot_steps,
                       images=torch.stack(snapshots), latents=torch.stack(codes))
+
+
+# --------------------------------------------------------------------------- would a person see it?
+@dataclasses.dataclass
+class Verdict:
+    """What `DigitJudge` says of N images.
+
+    label: (N,) the class most of the k nearest training digits have; confidence: (N,) the
+    share of those k neighbours with that label; distance: (N,) the distance to the nearest
+    training digit; typical: (N,) whether that distance is within what real digits show (at
+    most the largest nearest-neighbour distance of the held-out test digits).
+    """
+
+    label: torch.Tensor
+    confidence: torch.Tensor
+    distance: torch.Tensor
+    typical: torch.Tensor
+
+    def recognised(self, target) -> torch.Tensor:
+        """(N,) bool: typical and labelled as `target` (an int or N ints)."""
+        target = torch.as_tensor(target, device=self.label.device)
+        return self.typical & (self.label == target)
+
+
+class DigitJudge:
+    """An independent reader of 32x32 digit images: k nearest neighbours that can abstain.
+
+    The chapter asks whether an image "looks like a 3". The `digits` CNN cannot answer (it
+    made the image), and a second CNN is a poor judge too: it is fooled by the same kind of
+    pattern, so it reads pixel-ascent snow as a confident 3. This judge shares nothing with a
+    network and answers two questions a person answers:
+
+    1. Is it a digit at all? The digits were scanned at 8x8 and upsampled, so the judge
+       looks at every image at that resolution (4x4 average pooling) and measures the
+       Euclidean distance to the nearest training digit. The image is *typical* when that
+       distance is at most the largest one a real held-out test digit has.
+    2. Which digit? The majority label of its k nearest training digits, with the share of
+       the k votes as the confidence (98% accurate on the test digits with k = 5).
+
+    An image is recognised as class c when it is typical and labelled c. Build it once with
+    `digit_judge()`; call it on images (N, 1, 32, 32) in [0, 1] on any device.
+    """
+
+    def __init__(self, train_images: torch.Tensor, train_labels: torch.Tensor,
+                 held_out: torch.Tensor, k: int = 5):
+        self.k = check_positive_int(k, "k")
+        self.points = self.small(train_images)
+        self.labels = train_labels.long()
+        self.limit = self.nearest(held_out)[0][:, 0].max()
+
+    @staticmethod
+    def small(images: torch.Tensor) -> torch.Tensor:
+        """(N, 64): the images at the digits' own 8x8 resolution."""
+        if images.ndim != 4 or images.shape[1:] != (1, 32, 32):
+            raise ValueError(f"the judge reads digit images (N, 1, 32, 32), got shape "
+                             f"{tuple(images.shape)}")
+        return nn.functional.avg_pool2d(images.float(), 4).flatten(1)
+
+    def nearest(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(distances, indices) (N, k) of the k nearest training digits."""
+        points = self.points.to(images.device)
+        return torch.cdist(self.small(images), points).topk(self.k, largest=False)
+
+    def __call__(self, images: torch.Tensor) -> Verdict:
+        with torch.no_grad():
+            distance, index = self.nearest(images)
+            votes = nn.functional.one_hot(self.labels.to(images.device)[index], 10).sum(1)
+            confidence, label = (votes.float() / self.k).max(1)
+            return Verdict(label=label, confidence=confidence, distance=distance[:, 0],
+                           typical=distance[:, 0] <= self.limit.to(images.device))
+
+
+@functools.cache
+def digit_judge(k: int = 5) -> DigitJudge:
+    """The `DigitJudge` of the zoo's digits: training digits as neighbours, the test digits
+    setting the typical distance (built once, in well under a second)."""
+    from . import zoo
+
+    train, test = zoo.dataset("digits", split="train"), zoo.dataset("digits", split="test")
+    return DigitJudge(train.x, train.y, test.x, k=k)

@@ -98,6 +98,7 @@ def main(argv=None) -> int:
 
     bench_cmd = commands.add_parser("bench", help="time ours against the reference")
     bench_cmd.add_argument("chapter", choices=[*bench.CHAPTERS, *bench.WAITING],
+                           type=lambda name: name.replace("-", "_"),
                            help="a chapter: ours against the reference; explorers, notebooks: "
                                 "how long a student waits for a picture, for Run All")
     bench_cmd.add_argument("--device", default=None, help="cpu or cuda (default: cuda if any)")

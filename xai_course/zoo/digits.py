@@ -52,6 +52,7 @@ __all__ = [
     "DigitsCNN",
     "ClutteredDigitsCNN",
     "accuracy",
+    "fit",
 ]
 
 CLASSES = [str(d) for d in range(10)]
@@ -409,7 +410,7 @@ class ClutteredDigitsCNN(nn.Module):
 # Training scripts (`xai-course train NAME`)
 
 
-def _fit(model: nn.Module, epoch_data, epochs: int, lr: float, batch_size: int = 64,
+def fit(model: nn.Module, epoch_data, epochs: int, lr: float, batch_size: int = 64,
          progress: bool = True, desc: str = "training") -> nn.Module:
     """Adam on cross-entropy, the learning rate annealed to 0 along a cosine.
 
@@ -442,7 +443,7 @@ def train_digits(progress: bool = True) -> tuple[nn.Module, float]:
     torch.manual_seed(0)
     model = DigitsCNN()
     train = digits("train")
-    _fit(model, lambda epoch: train, epochs=20, lr=2e-3, progress=progress, desc="digits")
+    fit(model, lambda epoch: train, epochs=20, lr=2e-3, progress=progress, desc="digits")
     test_accuracy = accuracy(model, digits("test"))
     print(f"digits: test accuracy {test_accuracy:.2%}")
     return model, test_accuracy
@@ -457,7 +458,7 @@ def _train_canvases(make, name: str, progress: bool) -> nn.Module:
     """
     torch.manual_seed(0)
     model = ClutteredDigitsCNN()
-    _fit(model, lambda epoch: make("train", n=CANVAS_DEFAULT_SIZE["train"], seed=epoch),
+    fit(model, lambda epoch: make("train", n=CANVAS_DEFAULT_SIZE["train"], seed=epoch),
          epochs=CANVAS_EPOCHS, lr=2e-3, progress=progress, desc=name)
     return model
 
