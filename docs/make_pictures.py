@@ -68,6 +68,7 @@ def main():
     fig.savefig(HERE / "03_cam.png", dpi=80, bbox_inches="tight")
 
     perturbation_chapter(model, x, y)
+    activation_max_chapter()
     surrogates(model, x, y)
 
 
@@ -114,6 +115,39 @@ def surrogates(model, x, y):
     axes[3].legend(fontsize=8)
     fig.suptitle("05 · LIME with linear and tree surrogates")
     fig.savefig(HERE / "05_surrogates.png", dpi=80, bbox_inches="tight")
+
+
+def activation_max_chapter():
+    """Chapter 06: the same three digits by plain ascent, hand-made priors, Fourier and the
+    generator as the prior, each with the judge's verdict."""
+    from xai_course import activation_max as am
+
+    model, gan = zoo.load_model("digits", "cpu"), zoo.load_model("digits-gan", "cpu")
+    judge = am.digit_judge()
+    objectives, shape = [("class", c) for c in (0, 3, 8)], (1, 32, 32)
+
+    def seeded():
+        return torch.Generator().manual_seed(0)
+
+    rows = {
+        "no prior": am.maximize(model, objectives, shape, init="noise", generator=seeded()),
+        "L2, TV, jitter, blur": am.maximize(model, objectives, shape, l2=0.05, tv=0.5, jitter=2,
+                                            blur_every=4, init="noise", generator=seeded()),
+        "Fourier": am.maximize(model, objectives, shape, parametrization="fourier", jitter=2,
+                               init="noise", generator=seeded()),
+        "generator prior": am.maximize_latent(model, gan, objectives, generator=seeded()),
+    }
+    fig, axes = plt.subplots(3, 4, figsize=(9, 7))
+    for column, (name, images) in enumerate(rows.items()):
+        verdict = judge(images)
+        for row, (_, c) in enumerate(objectives):
+            seen = (f"read as {verdict.label[row].item()}" if verdict.typical[row]
+                    else "no digit")
+            show(axes[row, column], images[row].expand(3, -1, -1),
+                 title=f"{name}\nclass {c} · {seen}" if row == 0 else f"class {c} · {seen}")
+    fig.suptitle("06 · what the digits model wants to see, under four priors "
+                 "(the judge's verdict)")
+    fig.savefig(HERE / "06_activation_max.png", dpi=80, bbox_inches="tight")
 
 
 if __name__ == "__main__":

@@ -63,6 +63,7 @@ __all__ = [
     "LayerMaps",
     "conv_layers",
     "default_layer",
+    "resolve_layer",
     "layer_maps",
     "weighted_sum",
     "cam",
@@ -157,7 +158,7 @@ def default_layer(layers: list[Layer], model: nn.Module) -> Layer:
     return (spatial or layers)[-1]
 
 
-def _resolve_layer(model: nn.Module, inputs: torch.Tensor, layer) -> tuple[str, nn.Module]:
+def resolve_layer(model: nn.Module, inputs: torch.Tensor, layer) -> tuple[str, nn.Module]:
     """(name, module) of `layer`: a module of `model`, a dotted name, or None (the default)."""
     if layer is None:
         found = default_layer(conv_layers(model, inputs), model)
@@ -222,7 +223,7 @@ def layer_maps(model: nn.Module, inputs: torch.Tensor, target, layer=None,
     restores everything else, also on errors.
     """
     inputs = check_model_and_inputs(model, inputs)
-    name, module = _resolve_layer(model, inputs, layer)
+    name, module = resolve_layer(model, inputs, layer)
     record: dict = {"calls": 0}
 
     def hook(mod, args, output):

@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import torch
 
-from .cam import _resolve_layer, minmax
+from .cam import minmax, resolve_layer
 from .convention import check_model_and_inputs, unchanged
 from .gradients import (
     _base_method,
@@ -157,7 +157,7 @@ def captum_grad_cam(model, inputs, target, layer=None, relu=True, upsample="bili
     """Captum LayerGradCam(relu_attributions=relu) -> LayerAttribution.interpolate -> min-max."""
     from captum.attr import LayerAttribution, LayerGradCam
 
-    _, module = _resolve_layer(model, inputs, layer)
+    _, module = resolve_layer(model, inputs, layer)
     with unchanged(model):
         attr = LayerGradCam(model, module).attribute(inputs, target=target,
                                                      relu_attributions=relu)

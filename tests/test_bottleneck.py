@@ -1,0 +1,473 @@
+"""Chapter 07: information bottlenecks, checked by hand and against the authors' formulas.
+
+The authors' PyTorch IBA (BioroboticsLab/IBA, `IBA/pytorch.py`) is not a dependency: its
+loss is transcribed below (`authors_iba`, the steps of `IBA._kl_div`, `_SpatialGaussianKernel`,
+`_do_restrict_information` and `analyze`, written out on plain tensors) and run on the same
+fixed tensors and noise as `bottleneck.iba`.
+"""
+
+import functools
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from xai_course import zoo
+from xai_course.bottleneck import (
+    FeatureStats,
+    feature_stats,
+    iba,
+    input_iba,
+    input_kl_capacity,
+    kl_capacity,
+    smooth,
+)
+
+
+# --------------------------------------------------------------------------- tiny models
+class TinyConvNet(nn.Module):
+    """conv -> ReLU ("features") -> conv -> ReLU -> mean over places -> linear: the bottleneck
+    sits at "features", whose maps keep the input's 6 x 6 places (no resizing of the map)."""
+
+    def __init__(self, seed=0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.conv1 = nn.Conv2d(2, 3, 3, padding=1)
+        self.features = nn.ReLU()
+        self.conv2 = nn.Conv2d(3, 4, 3, padding=1)
+        self.relu2 = nn.ReLU()
+        self.fc = nn.Linear(4, 3)
+        with torch.no_grad():
+            self.conv1.bias[2] = -100.0  # channel 2 is always 0 after the ReLU: inactive
+        for p in self.parameters():
+            p.requires_grad_(False)
+        self.eval()
+
+    def forward(self, x):
+        return self.fc(self.relu2(self.conv2(self.features(self.conv1(x)))).mean(dim=(2, 3)))
+
+
+class LeftHalf(nn.Module):
+    """Features R = the input (2 channels, 4 x 8 places); the class-1 logit is 3 times the
+    mean of channel 0 over the left half, the class-0 logit its negative. Channel 1 and the
+    right half are ignored: the model's answer depends on nothing else."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Identity()
+
+    def forward(self, x):
+        s = 3 * self.features(x)[:, 0, :, :4].mean(dim=(1, 2))
+        return torch.stack([-s, s], dim=1)
+
+
+@functools.cache
+def cluttered():
+    model = zoo.load_model("cluttered-digits", "cpu")
+    train = zoo.dataset("cluttered-digits", split="train", n=400)
+    test = zoo.dataset("cluttered-digits", split="test", n=6)
+    return model, train, test
+
+
+# --------------------------------------------------------------------------- the pieces
+def test_kl_capacity_is_the_gaussian_kl_computed_by_hand():
+    R = torch.tensor([3.0, 3.0, 1.0, 5.0])
+    lam = torch.tensor([0.0, 0.5, 0.5, 0.9])
+    mean, std = torch.tensor(1.0), torch.tensor(2.0)
+    # r = (R - 1) / 2 = [1, 1, 0, 2]; mu_z = lam r; var_z = (1 - lam)^2
+    expected = [
+        0.0,  # lambda 0: pure noise, nothing passes
+        -0.5 * (1 + math.log(0.25) - 0.25 - 0.25),  # 0.443147
+        -0.5 * (1 + math.log(0.25) - 0.0 - 0.25),  # 0.318147: r = 0 still costs the variance
+        -0.5 * (1 + math.log(0.01) - 1.8 ** 2 - 0.01),  # 3.427585
+    ]
+    got = kl_capacity(R, lam, mean, std)
+    print("capacity (nats):", [round(v, 6) for v in got.tolist()])
+    assert torch.allclose(got, torch.tensor(expected), atol=1e-6)
+    # the same as torch's KL between the two normals
+    p = torch.distributions.Normal(lam * (R - mean) / std, (1 - lam).clamp(min=1e-12))
+    q = torch.distributions.Normal(0.0, 1.0)
+    assert torch.allclose(got[1:], torch.distributions.kl_divergence(p, q)[1:], atol=1e-6)
+
+
+def test_smoothing_is_a_normalised_gaussian_with_a_reflected_border():
+    k = torch.exp(-torch.arange(-2.0, 3.0) ** 2 / 2)
+    k = k / k.sum()  # sigma = 1: 5 taps, [0.0545, 0.2442, 0.4026, 0.2442, 0.0545]
+    # an impulse in the middle of a 9 x 9 map returns the 2-D kernel k_i k_j around it
+    impulse = torch.zeros(1, 1, 9, 9)
+    impulse[0, 0, 4, 4] = 1
+    blurred = smooth(impulse, 1.0)[0, 0]
+    assert torch.allclose(blurred[2:7, 2:7], k[:, None] * k[None, :], atol=1e-7)
+    assert blurred.sum() == pytest.approx(1.0) and (blurred[:2] == 0).all()
+    # a sequence (N, L, D), along L: [0, 1, 0, 0, 0] reflected is [0, 1 | 0, 1, 0, 0, 0 | 0, 0]
+    seq = torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0])[None, :, None]
+    got = smooth(seq, 1.0)[0, :, 0]
+    expected = torch.tensor([2 * k[1], k[0] + k[2], k[1], k[0], 0.0])
+    print("smoothed [0, 1, 0, 0, 0]:", [round(v, 4) for v in got.tolist()])
+    assert torch.allclose(got, expected, atol=1e-7)
+    # a constant stays constant, channels do not mix, sigma 0 is no smoothing
+    lam = torch.rand(2, 3, 6, 7)
+    lam[:, 1] = 0.3
+    assert torch.allclose(smooth(lam, 1.0)[:, 1], torch.full((2, 6, 7), 0.3), atol=1e-6)
+    assert torch.equal(smooth(lam, 0), lam) and torch.equal(smooth(lam, None), lam)
+
+
+def test_feature_stats_match_a_direct_mean_and_std():
+    model = TinyConvNet()
+    data = torch.randn(50, 2, 6, 6, generator=torch.Generator().manual_seed(1))
+    stats = feature_stats(model, "features", data, batch_size=7)  # 8 uneven batches merged
+    with torch.no_grad():
+        R = model.features(model.conv1(data)).double()
+    mean, std = R.mean(dim=0), R.std(dim=0).clamp(min=0.01)
+    print(f"max |mean - direct| {(stats.mean - mean).abs().max():.2e}, "
+          f"max |std - direct| {(stats.std - std).abs().max():.2e}")
+    assert stats.n == 50 and stats.layer == "features"
+    assert torch.allclose(stats.mean.double(), mean, atol=1e-6)
+    assert torch.allclose(stats.std.double(), std, atol=1e-6)
+    assert torch.equal(stats.active, (R != 0).double().mean(dim=0) > 0.01)
+    assert not stats.active[2].any() and (stats.std[2] == 0.01).all()  # the dead channel
+    assert stats.active[:2].float().mean() > 0.5
+    # the input's per-channel mean and std (the noise of InputIBA's input bottleneck)
+    assert stats.input_mean.shape == stats.input_std.shape == (2, 1, 1)
+    assert torch.allclose(stats.input_mean.flatten().double(), data.double().mean((0, 2, 3)))
+    assert torch.allclose(stats.input_std.flatten().double(), data.double().std((0, 2, 3)))
+    # cached: the same model, layer and data give the same object; new weights do not
+    assert feature_stats(model, "features", data) is stats
+    assert feature_stats(model, model.features, data) is stats
+    with torch.no_grad():
+        model.conv1.weight.mul_(2)
+    assert feature_stats(model, "features", data) is not stats
+
+
+# --------------------------------------------------------------------------- the authors' loss
+def authors_iba(upper, R, target, mean, std, active, beta, steps, lr, samples, sigma, noise):
+    """A transcription of the authors' `IBA.analyze` (IBA/pytorch.py) for one input whose
+    features R (1, C, h, w) are given; `upper` is the network after the layer and `noise`
+    yields the N(0, 1) draws (one (samples, C, h, w) tensor a step). Returns (losses, map
+    of the last forward pass in bits per place, before resizing)."""
+    C = R.shape[1]
+    # _SpatialGaussianKernel: a 2-D grid, exp(-|xy - centre|^2 / 2 var) / (2 pi var), / sum
+    size = int(round(2 * sigma)) * 2 + 1
+    x_cord = torch.arange(size, dtype=R.dtype)  # theirs: torch.float (float64 tested too)
+    x_grid = x_cord.repeat(size).view(size, size)
+    xy_grid = torch.stack([x_grid, x_grid.t()], dim=-1)
+    centre, var = (size - 1) / 2.0, sigma ** 2.0
+    kernel_2d = (1.0 / (2.0 * np.pi * var)) * torch.exp(
+        -torch.sum((xy_grid - centre) ** 2.0, dim=-1) / (2 * var))
+    kernel_2d = kernel_2d / kernel_2d.sum()
+    weight = kernel_2d.expand(C, 1, -1, -1)
+    pad = nn.ReflectionPad2d(int((size - 1) / 2))
+
+    alpha = nn.Parameter(torch.full(R.shape[1:], 5.0, dtype=R.dtype), requires_grad=True)
+    optimizer = torch.optim.Adam(lr=lr, params=[alpha])
+    batch = R.expand(samples, -1, -1, -1)
+    losses = []
+    for _ in range(steps):
+        optimizer.zero_grad()
+        # _do_restrict_information
+        lamb = torch.sigmoid(alpha).expand(batch.shape[0], batch.shape[1], -1, -1)
+        lamb = F.conv2d(pad(lamb), weight, groups=C)
+        r_norm = (batch - mean) / std  # _kl_div
+        var_z = (1 - lamb) ** 2
+        mu_z = r_norm * lamb
+        log_var_z = torch.log(var_z)
+        buffer_capacity = -0.5 * (1 + log_var_z - mu_z ** 2 - var_z) * active
+        eps = std * next(noise) + mean
+        z = (lamb * batch + (1 - lamb) * eps) * active
+        # the closure of the README, then analyze's loss
+        model_loss = -torch.log_softmax(upper(z), dim=1)[:, target].mean()
+        information_loss = buffer_capacity.mean(dim=0).mean()
+        loss = model_loss + beta * information_loss
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    capacity = buffer_capacity.mean(dim=0).detach()
+    bits = capacity.sum(dim=0) / float(np.log(2))  # _to_saliency_map (h, w = H, W here)
+    return losses, bits
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-6), (torch.float32, 2e-5)])
+def test_iba_loss_equals_a_transcription_of_the_authors_code(dtype, tol):
+    """In float64 the two agree to ~1e-12. In float32 the two Gaussian kernels (theirs 2-D,
+    ours the product of two 1-D ones) sum to 1 with different roundings (~1e-7), and the
+    capacity's d/d lambda = 1 / (1 - lambda) + ... = ~150 at lambda = sigmoid(5), times
+    beta, turns that into ~1e-4 of a loss of ~30: a relative tolerance of 2e-5."""
+    model = TinyConvNet().to(dtype)
+    data = torch.randn(200, 2, 6, 6, generator=torch.Generator().manual_seed(2), dtype=dtype)
+    stats = feature_stats(model, "features", data)
+    x = torch.randn(1, 2, 6, 6, generator=torch.Generator().manual_seed(3), dtype=dtype)
+    beta, steps, lr, samples, sigma, target = 10.0, 4, 1.0, 5, 1.0, 2
+    result, hist = iba(model, x, target, "features", beta=beta, steps=steps, lr=lr,
+                       samples=samples, sigma=sigma, stats=stats, history=True,
+                       generator=torch.Generator().manual_seed(4))
+
+    draws = torch.Generator().manual_seed(4)  # the same noise: one draw of (samples, C, h, w)
+    noise = iter(lambda: torch.randn(samples, 3, 6, 6, generator=draws, dtype=dtype), None)
+
+    def upper(z):
+        return model.fc(model.relu2(model.conv2(z)).mean(dim=(2, 3)))
+
+    with torch.no_grad():
+        R = model.features(model.conv1(x))
+    with torch.enable_grad():
+        losses, bits = authors_iba(upper, R, target, stats.mean, stats.std,
+                                   stats.active.to(dtype), beta, steps, lr, samples, sigma,
+                                   noise)
+    ours, theirs = hist.loss[:, 0], torch.tensor(losses, dtype=dtype)
+    print(f"{dtype}: loss per step, ours   :", [f"{v:.9f}" for v in ours.tolist()])
+    print(f"{dtype}: loss per step, authors:", [f"{v:.9f}" for v in losses])
+    print(f"{dtype}: max relative loss difference {((ours - theirs) / theirs).abs().max():.1e};"
+          f" max |map difference| {(result[0] - bits).abs().max():.1e} bits (map total "
+          f"{bits.sum():.3f} bits)")
+    assert torch.allclose(ours, theirs, atol=0, rtol=tol)
+    assert torch.allclose(result[0], bits, atol=0, rtol=tol)
+    assert torch.allclose(hist.loss, hist.ce + beta * hist.information)
+    assert torch.equal(hist.maps[-1], result)
+    assert ours[-1] < ours[0]  # the optimisation lowers the loss
+
+
+# --------------------------------------------------------------------------- known answers
+def test_a_feature_that_alone_decides_the_class_gets_the_capacity():
+    model = LeftHalf()
+    data = torch.randn(500, 2, 4, 8, generator=torch.Generator().manual_seed(5))
+    stats = feature_stats(model, "features", data)
+    x = torch.full((1, 2, 4, 8), 2.0)  # every feature 2 std from its mean
+    # beta 0.1: with k = 64 elements, the *mean* capacity weighs each element 1/64 (the
+    # default beta = 10 is set for layers with k = C h w in the tens of thousands)
+    result, hist = iba(model, x, 1, "features", beta=0.1, steps=10, sigma=0, stats=stats,
+                       history=True, generator=torch.Generator().manual_seed(6))
+    lam = torch.sigmoid(hist.alpha[0])
+    used, left_out = lam[0, :, :4], torch.cat([lam[0, :, 4:].flatten(), lam[1].flatten()])
+    left, right = result[0, :, :4].mean(), result[0, :, 4:].mean()
+    print(f"lambda: decisive features {used.mean():.3f}, ignored ones {left_out.mean():.4f}; "
+          f"bits per place: left half {left:.3f}, right half {right:.4f}; "
+          f"p(class 1) with the bottleneck {math.exp(-hist.ce[-1, 0]):.3f}")
+    assert used.min() > 0.5 and left_out.max() < 0.05
+    assert right < 0.01 * left
+    assert hist.ce[-1, 0] < 0.01  # the class still comes through
+
+
+def test_capacity_lies_inside_the_digit_on_cluttered_digits():
+    model, train, test = cluttered()
+    stats = feature_stats(model, "features.relu3", train.x)
+    maps = iba(model, test.x, test.y, "features.relu3", stats=stats,
+               generator=torch.Generator().manual_seed(0))
+    assert maps.shape == (len(test), 64, 64) and (maps >= 0).all()
+    mask = test.mask > 0
+    inside = (maps * mask).flatten(1).sum(1) / mask.flatten(1).sum(1)  # bits per pixel
+    outside = (maps * ~mask).flatten(1).sum(1) / (~mask).flatten(1).sum(1)
+    share = (maps * mask).flatten(1).sum(1) / maps.flatten(1).sum(1)
+    ratio = inside / outside
+    print(f"IBA at features.relu3 on {len(test)} canvases: bits per pixel inside / outside the "
+          f"digit mask {[round(r, 2) for r in ratio.tolist()]} (mean {ratio.mean():.2f}); "
+          f"share of the map inside {share.mean():.2f}, mask area {mask.float().mean():.2f}")
+    assert ratio.mean() > 2 and (ratio > 1).all()
+
+
+# --------------------------------------------------------------------------- the convention
+def test_iba_leaves_the_model_unchanged_also_when_it_raises(assert_unchanged):
+    model = TinyConvNet()
+    model.train()  # dropout-free, but the mode must come back as it was
+    data = torch.randn(20, 2, 6, 6)
+    stats = feature_stats(model, "features", data)
+    x = data[:2]
+    with assert_unchanged(model):
+        iba(model, x, 0, "features", steps=2, stats=stats)
+    with assert_unchanged(model), pytest.raises(ValueError, match="out of range"):
+        iba(model, x, 7, "features", steps=2, stats=stats)  # raised with the hook in place
+    bad = FeatureStats("features", torch.zeros(4, 6, 6), torch.ones(4, 6, 6),
+                       torch.ones(4, 6, 6, dtype=torch.bool), 10)
+    with assert_unchanged(model), pytest.raises(ValueError, match="shape"):
+        iba(model, x, 0, "features", stats=bad)  # raised inside the hook
+    assert not model.features._forward_hooks and model.training
+
+
+def test_iba_is_repeatable_with_a_generator_and_inputs_do_not_interact():
+    model = TinyConvNet()
+    data = torch.randn(100, 2, 6, 6, generator=torch.Generator().manual_seed(7))
+    stats = feature_stats(model, "features", data)
+    x = data[:3]
+    options = dict(stats=stats, steps=5)
+    a = iba(model, x, [0, 1, 2], "features", generator=torch.Generator().manual_seed(1),
+            **options)
+    b = iba(model, x, [0, 1, 2], "features", generator=torch.Generator().manual_seed(1),
+            **options)
+    c = iba(model, x, [0, 1, 2], "features", generator=torch.Generator().manual_seed(2),
+            **options)
+    corr = np.corrcoef(a.flatten(), c.flatten())[0, 1]
+    print(f"same seed: max |difference| {(a - b).abs().max():.1e}; another seed: max "
+          f"|difference| {(a - c).abs().max():.1e} bits, correlation {corr:.6f}")
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    # input 0's map does not depend on its neighbours in the batch (same noise rows)
+    d = iba(model, torch.cat([x[:1], data[50:52]]), [0, 1, 2], "features",
+            generator=torch.Generator().manual_seed(1), **options)
+    assert torch.allclose(a[0], d[0], atol=1e-6)
+    # stats=None: the statistics last computed for this model and layer
+    e = iba(model, x, [0, 1, 2], "features", generator=torch.Generator().manual_seed(1),
+            steps=5)
+    assert torch.equal(a, e)
+
+
+def test_iba_says_what_is_wrong_with_its_arguments():
+    model = TinyConvNet()
+    data = torch.randn(20, 2, 6, 6)
+    stats = feature_stats(model, "features", data)
+    x = data[:1]
+    with pytest.raises(ValueError, match=r"unknown layer 'nope'.*valid layers: conv1"):
+        iba(model, x, 0, "nope", stats=stats)
+    for option, value in [("beta", -1), ("beta", float("nan")), ("steps", 0),
+                          ("steps", 2.5), ("samples", 0), ("lr", 0), ("sigma", -1)]:
+        with pytest.raises(ValueError, match=option):
+            iba(model, x, 0, "features", stats=stats, **{option: value})
+    with pytest.raises(ValueError, match=r"stats are for features of shape \(4, 6, 6\)"):
+        iba(model, x, 0, "features", stats=FeatureStats(
+            "features", torch.zeros(4, 6, 6), torch.ones(4, 6, 6),
+            torch.ones(4, 6, 6, dtype=torch.bool), 10))
+    with pytest.raises(ValueError, match="stats are for layer 'conv1'"):
+        iba(model, x, 0, "features", stats=feature_stats(model, "conv1", data))
+    with pytest.raises(TypeError, match="FeatureStats"):
+        iba(model, x, 0, "features", stats=(stats.mean, stats.std))
+    with pytest.raises(ValueError, match="feature_stats"):
+        iba(TinyConvNet(seed=1), x, 0, "features")  # no statistics for this model yet
+    with pytest.raises(ValueError, match="at least 2 examples"):
+        feature_stats(model, "features", x)
+    feature_stats(model, "fc", data)  # statistics of any layer, but a bottleneck needs maps
+    with pytest.raises(ValueError, match=r"'fc' outputs shape \(10, 3\)"):
+        iba(model, x, 0, "fc")
+
+
+# --------------------------------------------------------------------------- text
+def precision_at_k(maps, relevant, words):
+    """Share of each text's top-k tokens (k = its number of relevant tokens) that are
+    relevant, averaged over texts; padding never counts."""
+    hits = []
+    for m, rel, w in zip(maps, relevant, words):
+        top = m.masked_fill(~w, -math.inf).topk(int(rel.sum())).indices
+        hits.append(rel[top].float().mean())
+    return torch.stack(hits).mean().item()
+
+
+@functools.cache
+def reviews():
+    model = zoo.load_model("reviews", "cpu")
+    return model, zoo.dataset("reviews", split="train", n=1000), \
+        zoo.dataset("reviews", split="test", n=20)
+
+
+def test_iba_on_text_gives_one_value_per_token():
+    model, train, test = reviews()
+    stats = feature_stats(model, "embedding", train.x)
+    on_embedding = iba(model, test.x, test.y, "embedding", stats=stats,
+                       generator=torch.Generator().manual_seed(0))
+    lstm_stats = feature_stats(model.encoder, "lstm", model.embedding(train.x).detach())
+    on_lstm = iba(model.encoder, model.embedding(test.x).detach(), test.y, "lstm",
+                  stats=lstm_stats, generator=torch.Generator().manual_seed(0))
+    assert on_embedding.shape == on_lstm.shape == test.x.shape
+    words = test.x != 0
+    relevant = test.relevant.bool() & words
+    chance = (relevant.sum(1) / words.sum(1)).mean().item()
+    found = {}
+    for name, maps in [("embedding", on_embedding), ("lstm", on_lstm)]:
+        per_relevant, per_other = maps[relevant].mean(), maps[words & ~relevant].mean()
+        found[name] = precision_at_k(maps, relevant, words)
+        print(f"IBA on {name}: bits per relevant token {per_relevant:.3f}, per other word "
+              f"{per_other:.3f} (ratio {per_relevant / per_other:.2f}); precision@k "
+              f"{found[name]:.2f} (chance {chance:.2f})")
+    # at the embedding each place is one token; the BiLSTM's states mix the whole sentence
+    assert found["embedding"] > chance + 0.2
+    assert on_embedding[relevant].mean() > 1.3 * on_embedding[words & ~relevant].mean()
+    with pytest.raises(ValueError, match=r"unknown layer 'conv'.*'embedding'"):
+        iba(model, test.x, test.y, "conv", stats=stats)
+
+
+# --------------------------------------------------------------------------- InputIBA
+def test_input_capacity_with_a_prior_computed_by_hand():
+    x = torch.tensor([2.0, 2.0, 2.0])
+    lam = torch.tensor([0.5, 0.5, 0.5])
+    prior = torch.tensor([0.0, 0.5, 0.8])
+    # prior 0: the plain capacity; prior 0.5, lam 0.5: r = (2 - 1) / 0.75 = 4/3,
+    # var_z = 0.25 / 0.5625 = 4/9, mu_z = 2/3
+    expected = [
+        kl_capacity(x[:1], lam[:1], torch.tensor(0.0), torch.tensor(1.0)).item(),
+        -0.5 * (1 + math.log(4 / 9) - 4 / 9 - 4 / 9),
+        -0.5 * (1 + math.log(0.25 / 0.36) - (0.5 * 0.4 / 0.6) ** 2 - 0.25 / 0.36),
+    ]
+    got = input_kl_capacity(x, lam, prior, 0.0, 1.0)
+    print("input capacity (nats) for priors 0, 0.5, 0.8:", [round(v, 6) for v in got.tolist()])
+    assert torch.allclose(got, torch.tensor(expected), atol=1e-6)
+    assert got[0] > got[1] > got[2]  # what the prior already lets through costs less
+
+
+def test_input_iba_stages_are_repeatable_and_leave_the_model_unchanged(assert_unchanged):
+    model = TinyConvNet()
+    data = torch.randn(60, 2, 6, 6, generator=torch.Generator().manual_seed(8))
+    stats = feature_stats(model, "features", data)
+    small = dict(stats=stats, steps=4, epochs=2, feature_steps=3, real_samples=16,
+                 gan_batch_size=8, stages=True)
+    rng = torch.get_rng_state()
+    with assert_unchanged(model):
+        a = input_iba(model, data[:2], [0, 1], "features",
+                      generator=torch.Generator().manual_seed(0), **small)
+    assert torch.equal(rng, torch.get_rng_state())  # all randomness from the generator
+    b = input_iba(model, data[:2], [0, 1], "features",
+                  generator=torch.Generator().manual_seed(0), **small)
+    for field in ("feature_map", "prior", "input_map", "critic_loss", "loss"):
+        assert torch.equal(getattr(a, field), getattr(b, field)), field
+    assert a.input_map.shape == a.prior.shape == a.feature_map.shape == (2, 6, 6)
+    assert ((a.input_map >= 0) & (a.input_map <= 1)).all()
+    assert a.critic_loss.shape == (2, 4) and a.generator_loss.shape == (2, 2)
+    assert a.loss.shape == (4, 2) and set(a.seconds) == {"feature IBA", "GAN", "input IBA"}
+    with assert_unchanged(model), pytest.raises(ValueError, match="out of range"):
+        input_iba(model, data[:1], 9, "features", **small)
+    with pytest.raises(ValueError, match="epochs"):
+        input_iba(model, data[:1], 0, "features", stats=stats, epochs=0)
+
+
+def test_input_iba_puts_more_of_its_map_inside_the_digit_than_iba():
+    model, train, test = cluttered()
+    stats = feature_stats(model, "features.relu3", train.x)
+    x, y, mask = test.x[:2], test.y[:2], test.mask[:2] > 0
+    result = input_iba(model, x, y, "features.relu3", stats=stats, epochs=2, steps=25,
+                       samples=5, stages=True, generator=torch.Generator().manual_seed(0))
+    feature = iba(model, x, y, "features.relu3", stats=stats,
+                  generator=torch.Generator().manual_seed(0))
+
+    def share(m):  # share of each map's mass inside the digit's mask
+        return (m * mask).flatten(1).sum(1) / m.flatten(1).sum(1)
+
+    def show(m):
+        return [round(v, 2) for v in share(m).tolist()]
+
+    print(f"InputIBA (2 GAN epochs, 25 steps of 5 samples) on 2 canvases: share inside the "
+          f"digit mask: "
+          f"input map {show(result.input_map)}, GAN prior {show(result.prior)}, stage-1 map "
+          f"{show(result.feature_map)}, IBA {show(feature)}; mask area "
+          f"{mask.float().mean():.2f}; seconds per stage "
+          f"{ {k: round(v, 1) for k, v in result.seconds.items()} }")
+    assert (share(result.input_map) > share(feature)).all()
+
+
+def test_input_iba_on_text_masks_whole_tokens():
+    model, train, test = reviews()
+    test = test[:8]
+    stats = feature_stats(model.encoder, "lstm", model.embedding(train.x).detach())
+    x = model.embedding(test.x).detach()
+    result = input_iba(model.encoder, x, test.y, "lstm", stats=stats, epochs=2, steps=20,
+                       real_samples=64, gan_batch_size=16, sigma=0, stages=True,
+                       generator=torch.Generator().manual_seed(0))
+    assert result.input_map.shape == result.prior.shape == result.feature_map.shape \
+        == test.x.shape
+    assert ((result.input_map >= 0) & (result.input_map <= 1)).all()
+    words = test.x != 0
+    relevant = test.relevant.bool() & words
+    chance = (relevant.sum(1) / words.sum(1)).mean().item()
+    found = {name: precision_at_k(getattr(result, name), relevant, words)
+             for name in ("input_map", "prior", "feature_map")}
+    print(f"InputIBA on 8 reviews (GAN: 2 epochs of 64 samples; 20 steps): precision@k input map "
+          f"{found['input_map']:.2f}, GAN prior {found['prior']:.2f}, stage-1 map at the LSTM "
+          f"{found['feature_map']:.2f} (chance {chance:.2f}); seconds per stage "
+          f"{ {k: round(v, 1) for k, v in result.seconds.items()} }")
+    assert found["input_map"] > max(found["feature_map"], chance + 0.2)
