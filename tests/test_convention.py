@@ -135,3 +135,22 @@ def test_a_method_runs_on_any_thread():
             net(x)
     worker.join()
     assert torch.allclose(seen["ig"], expected, atol=1e-6)
+
+
+def test_unchanged_writes_back_only_the_buffers_that_changed():
+    """A BatchNorm in eval mode saves its running statistics for the backward pass; writing
+    them back in place when nothing changed would fail the backward of a pass that another
+    thread runs on the same model ("modified by an inplace operation")."""
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4)).eval()
+    versions = [b._version for b in model.buffers()]
+    x = torch.rand(2, 1, 8, 8, requires_grad=True)
+    out = model(x).sum()  # saved for backward: the running statistics, at their versions
+    with unchanged(model):
+        model(torch.rand(2, 1, 8, 8))
+    assert [b._version for b in model.buffers()] == versions
+    out.backward()  # no version error
+    with unchanged(model):  # a block that does change them is still undone
+        model.train()
+        model(torch.rand(4, 1, 8, 8))
+    assert [b._version for b in model.buffers()] != versions
+    assert model[1].running_mean.abs().max() == 0 and not model.training

@@ -314,9 +314,10 @@ def unchanged(model: nn.Module):
         for m, training in zip(modules, modes):
             if m.training != training:
                 m.training = training
-        with torch.no_grad():
-            for b, saved in buffers:
-                b.copy_(saved)
+        with torch.no_grad():  # only what changed: writing a buffer in place would fail the
+            for b, saved in buffers:  # backward of a pass another thread runs meanwhile
+                if not torch.equal(b, saved):
+                    b.copy_(saved)
         for p, requires_grad, grad in flags:
             if p.requires_grad != requires_grad:
                 p.requires_grad_(requires_grad)
