@@ -281,6 +281,12 @@ def geometry_problems(figures: list[dict]) -> list[str]:
                     problems.append(f"{name}: the {a['kind']} {a['text']!r} overlaps the "
                                     f"plotting area of panel {panel['id']} by {size}")
         clip = fig["clip"]
+        cut = [f"{t['kind']} {t['text'][:40]!r}" for t in titles
+               if t["y"] < fig["svg"]["y"] - TOLERANCE_PX
+               or t["x"] < fig["svg"]["x"] - TOLERANCE_PX]
+        if cut:
+            problems.append(f"{name}: titles start above or left of the figure's edge (cut "
+                            f"off): {cut[:4]}")
         clipped = [t["text"] for t in fig["ticks"]
                    if t["x"] < clip["x"] - TOLERANCE_PX or t["y"] < clip["y"] - TOLERANCE_PX
                    or t["x"] + t["w"] > clip["x"] + clip["w"] + TOLERANCE_PX

@@ -514,7 +514,8 @@ def test_the_checks_catch_an_error_in_the_outputs(lab_page, lab):
 def jumbled_and_tidy_figures():
     """Two figures of two panels each: a jumble (the first panel over the second, an image
     stretched, subplot titles over each other, a note over a panel, the title under the mode
-    bar; in a box that cuts off its tick labels), and the same content laid out properly."""
+    bar, a note above the figure's top edge; in a box that cuts off its tick labels), and the
+    same content laid out properly (its title wrapped onto two lines, as the course wraps it)."""
     import numpy as np
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -532,6 +533,8 @@ def jumbled_and_tidy_figures():
     jumble.layout.annotations[1].update(x=0.1, y=1.0)  # the second title over the first
     jumble.add_annotation(text="a note", x=0.5, y=0.5, xref="paper", yref="paper",
                           showarrow=False)
+    jumble.add_annotation(text="cut off at the top", x=0.2, y=1.6, xref="paper", yref="paper",
+                          showarrow=False)
     jumble.update_layout(title=dict(text="a centred title that runs under the mode bar",
                                     x=0.6, xanchor="center"))
     tidy = make_subplots(rows=1, cols=2, subplot_titles=("the image", "the bars"),
@@ -539,7 +542,8 @@ def jumbled_and_tidy_figures():
     tidy.add_trace(go.Image(z=image), row=1, col=1)
     tidy.add_trace(go.Bar(x=[1, 2], y=["short", "names"], orientation="h"), row=1, col=2)
     tidy.update_yaxes(scaleanchor="x", row=1, col=1)
-    course = viz.layout("a title as the course places it, long as they get")
+    course = viz.layout("a title as the course places it, long as they get, and wrapped "
+                        "onto a second line")
     tidy.update_layout(width=700, height=300, margin_t=90,  # the course's title and mode bar
                        title=course["title"], modebar=course["modebar"])
     return jumble, tidy
@@ -570,7 +574,8 @@ def test_the_geometry_checks_catch_a_jumble(page):
     jumbled = "\n".join(found[0])
     for expected in ("panels xy and x2y2 overlap", "the image 'trace 0' in panel xy is drawn",
                      "overlap by", "overlaps the plotting area of panel",
-                     "tick labels are clipped", "is under the mode bar"):
+                     "tick labels are clipped", "is under the mode bar",
+                     "titles start above or left of the figure's edge"):
         assert expected in jumbled, f"the jumble's problems miss {expected!r}:\n{jumbled}"
     assert found[1] == [], f"a tidy figure has problems: {found[1]}"
 

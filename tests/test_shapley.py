@@ -6,7 +6,12 @@
   given the same random draws (<= 1e-5) on a hand-set model, the breast-cancer model and
   cluttered-digits superpixels; both converge to `exact_shapley` as samples grow;
   `kernel_shap` agrees with the `shap` package's `KernelExplainer` within sampling error;
-- a shallow ShapNet's one-pass explanation is `exact_shapley` of the same network;
+- a shallow ShapNet's one-pass explanation is `exact_shapley` of the same network (random
+  ones, the shipped `breast-cancer-shapnet`, one-layer deep and convolutional ones); deep
+  ShapNets (random, the shipped `digits-shapnet`) keep local accuracy and missingness in
+  every layer but are not exact; the butterfly reaches every feature; pruning skips modules
+  and keeps the output; the L1 regulariser makes explanations sparser; accuracy against the
+  plain networks and time against KernelSHAP, printed;
 - bad input, the model left unchanged, repeatable runs.
 """
 
@@ -22,6 +27,7 @@ from torch import nn
 from xai_course import shapley as S
 from xai_course import zoo
 from xai_course.surrogates import superpixels
+from xai_course.zoo.shapnets import fit_shapnet, logits_from_explanation
 
 
 def seeded(seed: int = 0) -> torch.Generator:
@@ -358,3 +364,291 @@ def test_same_generator_same_values_and_batches_do_not_matter(method, table_mode
     b = method(table_model, rows, 1, samples=20, generator=seeded(5), batch_size=7)
     c = method(table_model, rows, 1, samples=20, generator=seeded(6))
     assert torch.allclose(a, b, atol=1e-6) and not torch.allclose(a, c)
+
+
+# --------------------------------------------------------------------------- deep ShapNets
+def _deep_net(seed: int, d: int = 8, classes: int = 3, **options) -> S.DeepShapNet:
+    torch.manual_seed(seed)
+    return S.DeepShapNet(d, classes, channels=4, hidden=8,
+                         reference=torch.randn(d, generator=seeded(seed)), **options).eval()
+
+
+def _with_absent_features(net, x: torch.Tensor) -> torch.Tensor:
+    """x with some features at the network's reference: feature 1 everywhere, the first
+    half of row 0 and all of row 1."""
+    x = x.clone()
+    d = x.shape[1]
+    x[:, 1] = net.reference[1]
+    x[0, : d // 2] = net.reference[: d // 2]
+    x[1] = net.reference
+    return x
+
+
+@pytest.fixture(scope="module")
+def shapnet():
+    return zoo.load_model("breast-cancer-shapnet", "cpu")
+
+
+@pytest.fixture(scope="module")
+def digits_shapnet():
+    return zoo.load_model("digits-shapnet", "cpu")
+
+
+def test_the_shipped_shallow_shapnet_explains_itself_exactly(shapnet, rows, assert_unchanged):
+    # 30 features are 2^30 coalitions, beyond exact_shapley; but a module on a pair of
+    # features is, for any grouping of the features, a game of at most two groups in which
+    # each group plays as its feature: so the pair values summed per group are the exact
+    # group values. Two groupings: the 10 measurements (3 features each), and features
+    # 0..9 alone with 10..19 and 20..29 as two groups (12 players, 4,096 coalitions).
+    rows = rows[:2]
+    with torch.no_grad():
+        phi, bias = shapnet.explain(rows)
+        logits, at_reference = shapnet(rows), shapnet(shapnet.reference[None])
+    assert torch.allclose(phi.sum(dim=1), logits - at_reference, atol=1e-5)  # efficiency
+    assert torch.allclose(bias, at_reference.expand_as(bias), atol=1e-5)
+    twelve = torch.cat([torch.arange(10), torch.full((10,), 10), torch.full((10,), 11)])
+    for name, groups in [("10 measurements", MEASUREMENTS), ("12 players", twelve)]:
+        d = int(groups.max()) + 1
+        summed = torch.zeros(len(rows), d, 2).index_add(1, groups, phi)
+        worst = 0.0
+        for c in range(2):
+            with assert_unchanged(shapnet):
+                exact = S.exact_shapley(shapnet, rows, shapnet.reference, target=c, groups=groups)
+            worst = max(worst, (summed[:, :, c] - S.player_values(exact, groups)).abs().max())
+        print(f"breast-cancer-shapnet, {name}: max |one pass - exact_shapley| = {worst:.1e} "
+              f"(largest |phi| {summed.abs().max().item():.3f})")
+        assert worst <= 1e-5
+
+
+def test_the_butterfly_reaches_every_feature_in_log2_d_layers():
+    for d in (8, 16, 32):
+        layers = round(math.log2(d))
+        wiring = S.butterfly_wiring(d)
+        assert len(wiring) == layers
+        assert all(sorted(i for s in modules for i in s) == list(range(d)) for modules in wiring)
+        assert all(s[1] - s[0] == 2 ** layer for layer, modules in enumerate(wiring)
+                   for s in modules)
+        assert S.reach(wiring, d).all()
+        assert not S.reach(wiring[:-1], d).all()  # one layer fewer is not enough
+    wiring = S.butterfly_wiring(30)  # not a power of two: more layers, every feature reached
+    reached = S.reach(S.butterfly_wiring(30, 5), 30).float().mean().item()
+    print(f"30 features: {len(wiring)} layers reach every pair (5 layers reach {reached:.0%})")
+    assert S.reach(wiring, 30).all() and len(wiring) <= 2 * 5
+
+
+def _layer_sums(net: S.DeepShapNet, x: torch.Tensor) -> list[torch.Tensor]:
+    """Per layer, what local accuracy says its values add up to: sum over its modules of
+    f_k(input) - f_k(reference), plus the layer's input when the residual adds it."""
+    h, r, sums = x[:, :, None], net.reference[:, None], []
+    for modules, shapley_modules in zip(net.wiring, net.layers):
+        total = 0
+        for s, module in zip(modules, shapley_modules):
+            index = list(s)
+            total = total + module.f(h[:, index].flatten(1)) - module.f(r[index].flatten())
+        out, _ = net.explain(x, layers=True)
+        layer = out[len(sums)]
+        if net.residual and layer.shape == h.shape:
+            total = total + h.sum(dim=1)
+        sums.append(total)
+        h, r = layer, torch.zeros_like(layer[0])
+    return sums
+
+
+@pytest.mark.parametrize("d", [8, 30])
+def test_a_deep_shapnet_keeps_local_accuracy_and_missingness_in_every_layer(d):
+    net = _deep_net(d, d)
+    x = _with_absent_features(net, torch.randn(5, d, generator=seeded(20 + d)))
+    absent = x == net.reference
+    with torch.no_grad():
+        layers, bias = net.explain(x, layers=True)
+        gap = net(x) - net(net.reference[None])
+        sums = _layer_sums(net, x)
+    accuracy = (layers[-1].sum(dim=1) - gap).abs().max().item()
+    per_layer = max((h.sum(dim=1) - s).abs().max().item() for h, s in zip(layers, sums))
+    missing = max(h[absent].abs().max().item() for h in layers)
+    print(f"deep ShapNet, d = {d}, {len(layers)} layers: |sum phi - (g(x) - g(r))| "
+          f"{accuracy:.1e}; per layer |sum h - sum of module differences| {per_layer:.1e}; "
+          f"largest value of an absent feature in any layer {missing}")
+    assert accuracy <= 1e-5 and per_layer <= 1e-5
+    assert missing == 0.0
+    assert layers[-1].shape == (5, d, 3)
+
+
+def test_a_deep_shapnet_is_not_exact_but_its_first_layer_is(assert_unchanged):
+    one = _deep_net(1, 6, layers=1)
+    deep = _deep_net(1, 8)
+    x = torch.randn(4, 8, generator=seeded(30))
+    with torch.no_grad():
+        phi_one = one.explain(x[:, :6])[0]
+        phi_deep = deep.explain(x)[0]
+    with assert_unchanged(one):
+        exact_one = S.exact_shapley(one, x[:, :6], one.reference, target=2)
+    exact_deep = S.exact_shapley(deep, x, deep.reference, target=2)
+    one_err = (phi_one[:, :, 2] - exact_one).abs().max().item()
+    deep_err = (phi_deep[:, :, 2] - exact_deep).abs().max().item()
+    print(f"one layer: max |one pass - exact| {one_err:.1e}; three layers: {deep_err:.1e} "
+          f"(largest |phi| {exact_deep.abs().max().item():.3f}): local accuracy and "
+          f"missingness, not the exact values")
+    assert one_err <= 1e-5
+    assert deep_err > 1e-4
+
+
+def test_pruning_skips_modules_and_keeps_the_output(digits_shapnet):
+    net = _deep_net(2, 8)
+    x = _with_absent_features(net, torch.randn(4, 8, generator=seeded(40)))
+    images = zoo.dataset("digits", n=32).x
+    for name, model, inputs, modules in [
+            ("deep ShapNet, 8 features", net, x, sum(map(len, net.wiring))),
+            ("digits-shapnet", digits_shapnet, images, 3 * 16)]:
+        with torch.no_grad():
+            full, bias = model.explain(inputs, layers=True)
+            pruned, pruned_bias = model.explain(inputs, layers=True, prune=0.0)
+            skipped = model.skipped_modules(inputs)
+            loose = model.skipped_modules(inputs, prune=0.5)
+            phi, pruned_bias_too = model.explain(inputs, prune=0.5)
+            moved = (phi - full[-1]).abs().max().item()
+            share = (logits_from_explanation(phi, pruned_bias_too).argmax(1)
+                     == model(inputs).argmax(1))
+        diff = max((a - b).abs().max().item() for a, b in zip(full, pruned))
+        print(f"{name}: modules skipped per instance {skipped.tolist()} of {modules}, "
+              f"max |pruned - full| {diff:.1e}; prune=0.5 (the half of the features with the "
+              f"smallest representations dropped at each layer) skips {loose.tolist()}, moves "
+              f"the values by up to {moved:.1e}, keeps {share.float().mean():.0%} of the "
+              f"predicted classes")
+        assert diff <= 1e-6 and torch.equal(bias, pruned_bias)
+        assert skipped.max() > 0 and (loose >= skipped).all() and loose.sum() > skipped.sum()
+
+
+def test_the_digits_shapnet_keeps_local_accuracy_and_missingness(digits_shapnet):
+    net, x = digits_shapnet, zoo.dataset("digits", n=16).x
+    with torch.no_grad():
+        layers, bias = net.explain(x, layers=True)
+        gap = net(x) - net(torch.zeros_like(x[:1]))
+        # per layer: the module on every patch, f(patch) - f(0), plus the residual
+        h, sums = torch.nn.functional.pixel_unshuffle(x, net.block), []
+        for module, dilation, out in zip(net.layers, net.dilations, layers):
+            patches = net.patches(h, dilation).flatten(1)
+            diff = module.f(patches) - module.f(torch.zeros_like(patches[0]))
+            total = diff.view(len(x), -1, diff.shape[-1]).sum(dim=1)
+            sums.append(total + (h.sum(dim=(2, 3)) if out.shape == h.shape else 0))
+            h = out
+    absent = (torch.nn.functional.pixel_unshuffle(x, net.block) == 0).all(dim=1)  # (N, 8, 8)
+    accuracy = (layers[-1].sum(dim=(2, 3)) - gap).abs().max().item()
+    per_layer = max((o.sum(dim=(2, 3)) - s).abs().max().item() for o, s in zip(layers, sums))
+    missing = max(o.abs().sum(dim=1)[absent].max().item() for o in layers)
+    print(f"digits-shapnet on 16 digits: |sum phi - (g(x) - g(0))| {accuracy:.1e} (logits up "
+          f"to {gap.abs().max().item():.1f}); per layer {per_layer:.1e}; "
+          f"{absent.float().mean():.0%} of the blocks are black, their largest value in any "
+          f"layer {missing}")
+    assert layers[-1].shape == (16, 10, 8, 8)
+    assert accuracy <= 1e-4 and per_layer <= 1e-4
+    assert missing == 0.0
+
+
+@pytest.mark.parametrize("tile", [True, False])
+def test_a_one_layer_conv_shapnet_is_exact_over_pixels_and_blocks(tile):
+    torch.manual_seed(5)
+    for block in (1, 2):  # 4 x 2 players: 256 coalitions
+        net = S.DeepConvShapNet(1, 3, hidden=8, dilations=(1,), tile=tile, block=block).eval()
+        x = torch.rand(2, 1, 4 * block, 2 * block, generator=seeded(50))
+        x[0, :, :block, :block] = 0  # one player at the reference
+        groups = torch.arange(8).view(4, 2).repeat_interleave(block, 0).repeat_interleave(
+            block, 1)
+        with torch.no_grad():
+            phi, _ = net.explain(x)
+        exact = S.exact_shapley(net, x, 0.0, target=1, groups=groups)
+        diff = (phi[:, 1].flatten(1) - S.player_values(exact, groups)).abs().max().item()
+        print(f"one conv layer, tile={tile}, 8 players of {block}x{block} px: max |one pass "
+              f"- exact| {diff:.1e}")
+        assert diff <= 1e-5
+        assert phi[0, :, 0, 0].abs().max() == 0
+
+
+def test_tiling_patches_hold_every_pixel_once():
+    net = S.DeepConvShapNet(3, 10, dilations=(1, 2, 4, 8))
+    h = torch.randn(2, 3, 16, 16, generator=seeded(60))
+    for dilation in net.dilations:
+        patches = net.patches(h, dilation)  # (2 x 64, 4, 3)
+        assert patches.shape == (2 * 64, 4, 3)
+        assert torch.equal(net.pixels(patches, h.shape, dilation), h)  # each pixel once
+        # patch 0 of image 0: the pixels (0, 0), (0, d), (d, 0), (d, d)
+        corners = h[0, :, ::dilation, ::dilation][:, :2, :2].reshape(3, 4).T
+        assert torch.equal(patches[0], corners)
+
+
+# --------------------------------------------------------------------------- training
+def test_the_explanation_regulariser_makes_explanations_sparser():
+    train, test = zoo.dataset("breast-cancer", "train"), zoo.dataset("breast-cancer", "test")
+    subsets = [s for modules in S.butterfly_wiring(30, 2) for s in modules]  # 30 pairs
+    results = []
+    for strength in (0.0, 0.01, 0.03):
+        torch.manual_seed(0)
+        net = S.ShallowShapNet(30, 2, hidden=8, subsets=subsets)
+        fit_shapnet(net, train, epochs=50, lr=1e-2, l1=strength, batch_size=len(train),
+                    progress=False)
+        with torch.no_grad():
+            phi, _ = net.explain(test.x)
+        results.append((S.explanation_sparsity(phi), zoo.accuracy(net, test),
+                        S.explanation_l1(phi).item()))
+        print(f"l1 strength {strength}: sparsity {results[-1][0]:.1%} of the values below 5% "
+              f"of the largest, mean L1 {results[-1][2]:.2f}, test accuracy "
+              f"{results[-1][1]:.1%}")
+    sparsity, accuracy, l1 = zip(*results)
+    assert sparsity[0] < sparsity[1] < sparsity[2] and sparsity[2] > sparsity[0] + 0.04
+    assert l1[0] > l1[1] > l1[2]
+    assert min(accuracy) >= 0.85
+
+
+def test_the_shapnets_against_plain_networks_of_the_same_data(shapnet, digits_shapnet):
+    for name, model, plain_name in [("breast-cancer-shapnet", shapnet, "breast-cancer"),
+                                    ("digits-shapnet", digits_shapnet, "digits")]:
+        data = zoo.dataset(zoo.model_info(name).dataset)
+        plain = zoo.load_model(plain_name, "cpu")
+        ours, theirs = zoo.accuracy(model, data), zoo.accuracy(plain, data)
+        size = sum(p.numel() for p in model.parameters())
+        plain_size = sum(p.numel() for p in plain.parameters())
+        print(f"{name}: test accuracy {ours:.1%} ({size:,} parameters); {plain_name}: "
+              f"{theirs:.1%} ({plain_size:,} parameters)")
+        assert ours >= theirs - 0.08
+
+
+def test_one_shapnet_pass_against_kernel_shap_at_the_same_error(shapnet, rows):
+    import time
+
+    x, target = rows[:1], 1
+    with torch.no_grad():
+        start = time.perf_counter()
+        for _ in range(10):
+            phi = shapnet.explain(x)[0][0, :, target]
+        shapnet_time = (time.perf_counter() - start) / 10
+    # the one-pass values are exact (see above): kernel_shap's error is measured against them
+    exact_error = 1e-6  # the ShapNet's own error, float rounding
+    print(f"breast-cancer-shapnet, 30 features: one pass {1e3 * shapnet_time:.2f} ms "
+          f"(error <= {exact_error:.0e})")
+    for samples in (100, 1000, 4000):
+        start = time.perf_counter()
+        estimate = S.kernel_shap(shapnet, x, target, samples=samples, generator=seeded(7))[0]
+        elapsed = time.perf_counter() - start
+        error = (estimate - phi).abs().max().item()
+        needed = samples * (error / exact_error) ** 2  # error falls as 1 / sqrt(samples)
+        print(f"  kernel_shap, {samples:5d} samples: {1e3 * elapsed:7.1f} ms, max error "
+              f"{error:.1e}; to reach {exact_error:.0e}: about {needed:.1e} samples, "
+              f"{elapsed / samples * needed / shapnet_time:.1e} times the ShapNet's pass")
+    assert elapsed > 2 * shapnet_time  # 4000 samples: 4000 rows through the same network
+    assert error < 0.1 * phi.abs().max().item()
+
+
+def test_deep_shapnets_reject_bad_options():
+    with pytest.raises(ValueError, match="features must be a positive int"):
+        S.butterfly_wiring(0)
+    with pytest.raises(ValueError, match=r"prune must be None, 0.0 .* fraction in \[0, 1\)"):
+        _deep_net(0).explain(torch.zeros(1, 8), prune=1.0)
+    with pytest.raises(ValueError, match="multiples of kernel x dilation = 4"):
+        S.DeepConvShapNet(dilations=(1, 2)).explain(torch.zeros(1, 1, 6, 6))
+    with pytest.raises(ValueError, match=r"reads 8 features, got x of shape \(2, 7\)"):
+        _deep_net(0)(torch.zeros(2, 7))
+    with pytest.raises(ValueError, match="reads images of 1 channels whose sides are multiples "
+                                         "of block = 4"):
+        zoo.load_model("digits-shapnet", "cpu")(torch.zeros(1, 1, 30, 30))
+    with pytest.raises(TypeError, match="floating-point"):
+        _deep_net(0)(torch.zeros(2, 8, dtype=torch.long))

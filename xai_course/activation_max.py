@@ -429,7 +429,7 @@ def gradient_ascent(model: nn.Module, target: int, shape: Sequence[int], steps: 
     Option("steps", "int", 200, "optimisation steps", low=1, high=1000, log=True),
     Option("lr", "float", 0.05, "step size (Adam's learning rate)", low=0.001, high=1.0,
            log=True),
-    Option("z_l2", "float", 0.01, "latent decay: weight of ||z||²", low=0.0, high=1.0,
+    Option("z_l2", "float", 1.0, "latent decay: weight of ||z||²", low=0.0, high=1.0,
            step=0.005),
     Option("z_clip", "float", 3.0, "keep every entry of z in [-z_clip, z_clip]", low=0.5,
            high=10.0, step=0.5),

@@ -34,6 +34,12 @@ Explanation Networks", ICLR 2021) turns the problem around: build the network ou
 `ShapleyModule`s, small networks on two or three features whose exact Shapley values cost
 only 2^2 or 2^3 evaluations; a `ShallowShapNet` sums them, and since Shapley values add
 over summed games, one forward pass gives the exact Shapley values of the whole network.
+A `DeepShapNet` stacks layers of modules (`butterfly_wiring`: pairs at strides 1, 2, 4, ...),
+each layer's Shapley representation the next one's input: explanations layer by layer, with
+local accuracy and missingness but no longer the exact values; `DeepConvShapNet` does the
+same on patches of an image. Since the explanation comes out of the forward pass, training
+can penalise it (`explanation_l1`), and a module whose inputs are all at the reference can
+be skipped (per-instance pruning, `explain(x, prune=0.0)`).
 
 Coalitions are 0/1 (bool) rows z of d switches, z_i = 1 when player i is in S; in
 `all_coalitions` row s is the coalition whose members are the bits of the integer s.
@@ -41,8 +47,11 @@ Coalitions are 0/1 (bool) rows z of d switches, z_i = 1 when player i is in S; i
 Checked (tests/test_shapley.py): the four properties on random games and a game computed by
 hand; `sampling_shapley` and `kernel_shap` against Captum `ShapleyValueSampling` and
 `KernelShap` given the same random draws, and `kernel_shap` against the `shap` package's
-`KernelExplainer`; both converge to `exact_shapley`; a ShapNet's one-pass explanation equals
-`exact_shapley` of the same network.
+`KernelExplainer`; both converge to `exact_shapley`; a shallow ShapNet's one-pass explanation
+equals `exact_shapley` of the same network (random ones and the shipped
+`breast-cancer-shapnet`), and so does a one-layer deep or convolutional one; deep ShapNets
+keep local accuracy and missingness in every layer; pruning skips modules and keeps the
+output; the regulariser makes explanations sparser.
 """
 
 from __future__ import annotations
@@ -52,6 +61,7 @@ import itertools
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -85,6 +95,13 @@ __all__ = [
     "kernel_shap",
     "ShapleyModule",
     "ShallowShapNet",
+    "butterfly_wiring",
+    "reach",
+    "DeepShapNet",
+    "DeepConvShapNet",
+    "smallest_dropped",
+    "explanation_l1",
+    "explanation_sparsity",
 ]
 
 MAX_EXACT_PLAYERS = 20  # 2^20 = 1,048,576 coalitions
@@ -174,15 +191,19 @@ def shapley_from_values(v: torch.Tensor) -> torch.Tensor:
     d = round(math.log2(v.shape[0]))
     if 2 ** d != v.shape[0]:
         raise ValueError(f"v must hold one value per coalition, 2^d rows; got {v.shape[0]}")
-    s = torch.arange(2 ** d, device=v.device)
-    size = all_coalitions(d, v.device).sum(dim=1)  # |S|
+    # the values as a 2 x 2 x ... x 2 table, one axis per player: table[b_{d-1}, ..., b_0] =
+    # v[s] for s with bits b; player i's marginal contributions are differences along its axis
+    table = v.reshape((2,) * d + tuple(v.shape[1:]))
+    size = all_coalitions(d, v.device).sum(dim=1).view((2,) * d)  # |S|
     w = shapley_weights(d, v.dtype, v.device)
     phi = []
     for i in range(d):
-        without_i = s[(s >> i) & 1 == 0]  # the coalitions S that do not contain i ...
-        with_i = without_i | (1 << i)  # ... and S u {i}
-        weight = w[size[without_i]].view(-1, *[1] * (v.ndim - 1))
-        phi.append((weight * (v[with_i] - v[without_i])).sum(dim=0))
+        axis = d - 1 - i  # bit i of s
+        marginal = table.select(axis, 1) - table.select(axis, 0)  # v(S u {i}) - v(S), S not i
+        size_without_i = size.select(axis, 0)  # |S| of each S without i
+        weight = w[size_without_i].view(size_without_i.shape + (1,) * (v.ndim - 1))
+        terms = weight * marginal  # one per coalition S without i
+        phi.append(terms.sum(dim=tuple(range(d - 1))) if d > 1 else terms)
     return torch.stack(phi)
 
 
@@ -406,29 +427,35 @@ def kernel_shap(model: nn.Module, inputs: torch.Tensor, target, baseline=0.0,
 class ShapleyModule(nn.Module):
     """A small network over m features whose outputs are their exact Shapley values.
 
-    Inside, an ordinary network f: R^m -> R^out (Linear, ReLU, Linear). The module runs f
-    on all 2^m coalition inputs x_S (x where S is, the reference r elsewhere) in one
+    Inside, an ordinary network f: R^(m c) -> R^out (Linear, ReLU, Linear). The module runs
+    f on all 2^m coalition inputs x_S (x where S is, the reference r elsewhere) in one
     batched pass and combines them with `shapley_from_values`:
 
         phi_i(x) = sum_{S not containing i} |S|! (m - |S| - 1)! / m! [ f(x_{S u i}) - f(x_S) ]
 
     It returns (phi (B, m, out), f(r) (B, out)); by efficiency f(r) + sum_i phi_i = f(x).
     With m = 2 that is 4 evaluations of a tiny f: exact values are cheap when the game is
-    small. Wang, Wang & Inouye, "Shapley Explanation Networks", ICLR 2021, section 3.
+    small. A feature may be a vector of c channels (a layer of a `DeepShapNet` hands on c
+    numbers per feature): its channels come and go together, as one player.
+    Wang, Wang & Inouye, "Shapley Explanation Networks", ICLR 2021, section 3.
     """
 
-    def __init__(self, features: int = 2, out: int = 1, hidden: int = 16):
+    def __init__(self, features: int = 2, out: int = 1, hidden: int = 16, channels: int = 1):
         super().__init__()
-        self.features = features
-        self.f = nn.Sequential(nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, out))
+        self.features, self.channels = features, channels
+        self.f = nn.Sequential(nn.Linear(features * channels, hidden), nn.ReLU(),
+                               nn.Linear(hidden, out))
 
     def forward(self, x: torch.Tensor, reference: torch.Tensor):
-        """x: (B, m) features; reference: (m,) their reference values r."""
+        """x: (B, m) features, or (B, m, c) features of c channels; reference: their
+        reference values r, (m,) or (m, c)."""
         z = all_coalitions(self.features, x.device)  # (2^m, m)
-        x_s = torch.where(z, x[:, None, :], reference)  # (B, 2^m, m): every coalition input
-        v = self.f(x_s)  # (B, 2^m, out); v[:, 0] = f(r), the empty coalition
-        phi = shapley_from_values(v.transpose(0, 1)).transpose(0, 1)  # (B, m, out)
-        return phi, v[:, 0]
+        if x.ndim == 2:  # one channel per feature
+            x, reference = x[:, :, None], reference[:, None]
+        x_s = torch.where(z[:, None, :, None], x, reference)  # (2^m, B, m, c): every x_S
+        v = self.f(x_s.flatten(2))  # (2^m, B, out); v[0] = f(r), the empty coalition
+        phi = shapley_from_values(v).transpose(0, 1)  # (B, m, out)
+        return phi, v[0]
 
 
 class ShallowShapNet(nn.Module):
@@ -479,6 +506,327 @@ class ShallowShapNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         phi, bias = self.explain(x)
         return bias + phi.sum(dim=1)
+
+
+def butterfly_wiring(features: int, layers: int | None = None) -> list[list[tuple[int, ...]]]:
+    """Which features each layer of a `DeepShapNet` pairs: layer l pairs feature j with
+    j + 2^l (j with bit l clear), as the butterfly of the fast Fourier transform does.
+
+    After layer l the representation of feature j depends on every feature that differs from
+    j only in bits 0..l, so after L = log2 d layers every feature reaches every other, when
+    d is a power of two. Otherwise a feature whose partner j + 2^l does not exist is a
+    module of its own, (j,), some routes would pass through missing features, and the
+    strides start again at 1 after layer ceil(log2 d) - 1: by default as many layers as it
+    takes for every feature to reach every other (`reach`; at most 2 ceil(log2 d): any
+    feature reaches feature 0 in one cycle, and 0 reaches any feature in the next).
+    Returns one list of modules (tuples of feature indices) per layer; every feature is in
+    exactly one module of each layer.
+    """
+    check_positive_int(features, "features")
+    cycle = max(1, math.ceil(math.log2(features)))
+
+    def wiring(layers):
+        return [[(j, j + 2 ** (l % cycle)) if j + 2 ** (l % cycle) < features else (j,)
+                 for j in range(features) if not j & 2 ** (l % cycle)] for l in range(layers)]
+
+    if layers is not None:
+        return wiring(check_positive_int(layers, "layers"))
+    layers = cycle
+    while not reach(wiring(layers), features).all():
+        layers += 1
+    return wiring(layers)
+
+
+def reach(wiring: list[list[tuple[int, ...]]], features: int) -> torch.Tensor:
+    """(d, d) bool: reach[j, i] when the last representation of feature j can depend on
+    input feature i, following the modules of `wiring` layer by layer (a module mixes what
+    its features have reached)."""
+    reached = torch.eye(features, dtype=torch.bool)
+    for modules in wiring:
+        for s in modules:
+            reached[list(s)] = reached[list(s)].any(dim=0)
+    return reached
+
+
+class DeepShapNet(nn.Module):
+    """Shapley modules stacked in layers: each layer's Shapley representation is the next
+    layer's input.
+
+        h^(0) = x,   h^(l)_i = phi_i( f^(l)_k ; h^(l-1) )  for the module k of layer l that
+                     holds feature i,   g(x) = b + sum_i h^(L)_i
+
+    Layer l is a row of disjoint Shapley modules (`butterfly_wiring`: pairs at stride 2^l),
+    each reading the c channels of its two features and writing, for each of the two, its
+    exact Shapley value in the module's c' outputs: the Shapley representation h^(l)
+    (B, d, c'). The last layer writes one channel per class, and the output is its sum plus
+    b = g(reference), the last modules' outputs at the reference. With `residual` (the
+    authors' default) a layer adds its input to its output when their widths match.
+
+    Wang, Wang & Inouye, "Shapley Explanation Networks", ICLR 2021 (Deep ShapNet; the
+    butterfly wiring and the residual connection as in the authors' code).
+
+    What holds, from one forward pass (`explain`):
+    - local accuracy: sum_i h^(L)_i = g(x) - g(reference), exactly;
+    - missingness: a feature at its reference gets 0 in every layer (a module gives 0 to a
+      player that changes nothing, and 0 is the reference of the later layers), so it
+      passes nothing on;
+    - each layer is a shallow ShapNet of the layer before: its values are the exact Shapley
+      values of that layer's modules.
+    What does not: h^(L) is not the exact Shapley value of g as a function of x (the
+    modules' games are played on representations, not on coalitions of the inputs; only
+    the first layer, and so a one-layer DeepShapNet, is exact). `exact_shapley` shows the gap.
+
+    Per-instance pruning (`explain(x, prune=0.0)`): a module whose inputs are all at their
+    reference outputs 0 (missingness), so it is skipped; the output is the same.
+    `skipped_modules` counts them per instance. prune = p in (0, 1) also sets to 0, before
+    every layer after the first, the fraction p of each instance's features whose
+    representation has the smallest L1 norm (`smallest_dropped`, the authors' pruning of
+    each stage): more modules skipped, and an output that changes a little.
+
+    features: d; classes: outputs; channels: c, the width of the hidden representations;
+    hidden: width of each module's network; layers: L (default: log2 d for a power of two,
+    as many as `butterfly_wiring` needs for every feature to reach every other); reference:
+    the input's reference r (d,), zeros by default.
+    """
+
+    def __init__(self, features: int, classes: int, channels: int = 8, hidden: int = 16,
+                 layers: int | None = None, residual: bool = True,
+                 reference: torch.Tensor | None = None):
+        super().__init__()
+        self.wiring = butterfly_wiring(features, layers)
+        self.classes, self.residual = check_positive_int(classes, "classes"), residual
+        widths = [1] + [check_positive_int(channels, "channels")] * (len(self.wiring) - 1) + [
+            classes]
+        self.layers = nn.ModuleList(
+            nn.ModuleList(ShapleyModule(len(s), widths[l + 1], hidden, channels=widths[l])
+                          for s in modules) for l, modules in enumerate(self.wiring))
+        self.register_buffer("reference", torch.zeros(features) if reference is None
+                             else torch.as_tensor(reference, dtype=torch.float32).clone())
+
+    def explain(self, x: torch.Tensor, layers: bool = False, prune: float | None = None):
+        """(phi (B, d, classes), g(r) (B, classes)) from one pass; with `layers`, phi is the
+        list of every layer's Shapley representation h^(1) .. h^(L) (the last is phi).
+        prune: None (run every module), 0.0 (skip modules whose inputs are all at the
+        reference: the same output) or a fraction p < 1 (also drop the fraction p of the
+        features of smallest representation before each layer after the first)."""
+        representations, bias, _ = self._run(x, prune)
+        return (representations if layers else representations[-1]), bias
+
+    def skipped_modules(self, x: torch.Tensor, prune: float = 0.0) -> torch.Tensor:
+        """(B,) how many of the network's modules each instance skips with `prune`."""
+        return self._run(x, prune)[2]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        phi, bias = self.explain(x)
+        return bias + phi.sum(dim=1)
+
+    def _run(self, x: torch.Tensor, prune: float | None):
+        """Every layer's representation, the bias and the modules skipped per instance."""
+        x = check_inputs(x, ndim=2, name="x")
+        if x.shape[1] != len(self.reference):
+            raise ValueError(f"the network reads {len(self.reference)} features, got x of shape "
+                             f"{tuple(x.shape)}")
+        _check_prune(prune)
+        h, r = x[:, :, None], self.reference[:, None]  # a feature of one channel, (B, d, 1)
+        skipped = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+        representations = []
+        for l, (modules, shapley_modules) in enumerate(zip(self.wiring, self.layers)):
+            if prune and l > 0:  # the smallest representations become absent
+                h = h * smallest_dropped(h.abs().sum(dim=2), prune)[:, :, None]
+            out = h.new_zeros(h.shape[0], h.shape[1], shapley_modules[0].f[-1].out_features)
+            for s, module in zip(modules, shapley_modules):
+                index = torch.tensor(s, device=x.device)
+                h_s, r_s = h[:, index], r[index]
+                present = (torch.ones_like(skipped, dtype=torch.bool) if prune is None
+                           else (h_s != r_s).flatten(1).any(dim=1))
+                rows = present.nonzero()[:, 0]
+                out[rows[:, None], index] = module(h_s[rows], r_s)[0]  # 0 where skipped
+                skipped += ~present
+            if self.residual and out.shape == h.shape:
+                out = out + h
+            representations.append(out)
+            h, r = out, torch.zeros_like(out[0])  # absent is 0 in every later layer
+        reference_last = self.reference[:, None] if len(self.wiring) == 1 else torch.zeros(
+            x.shape[1], self.layers[-1][0].channels, device=x.device)
+        bias = sum(module.f(reference_last[list(s)].flatten())
+                   for s, module in zip(self.wiring[-1], self.layers[-1]))
+        return representations, bias.expand(x.shape[0], -1), skipped
+
+
+class DeepConvShapNet(nn.Module):
+    """A deep ShapNet for images: every layer runs one Shapley module on k x k patches.
+
+    The players are the pixels (all channels of a pixel play together; with `block`, squares
+    of block x block pixels, so "pixel" below means such a square). Layer l cuts its
+    input (B, c, H, W) into k x k patches with dilation delta_l (`patches`: unfold, or a
+    reshape when the patches tile the image),
+    runs the same Shapley module over each patch's k^2 pixels (2^(k^2) coalitions, 16 for
+    k = 2) and gives each pixel its values (`fold`, which adds them up where patches
+    overlap): a shallow ShapNet whose modules share their weights, as a convolution shares
+    its kernel. The representation keeps the image's size, c' channels per pixel; the last
+    layer's c' = classes, and the output is
+
+        g(x)_c = b_c + sum_{pixels p} h^(L)_{c, p},   b_c = g(0)_c (reference: black, 0)
+
+    tile=True keeps only the patches that tile the image (corners whose row // delta_l and
+    column // delta_l are multiples of k): each pixel is then in exactly one module of a
+    layer, and with k = 2 and delta_l = 1, 2, 4, 8, 16 this is the butterfly of
+    `DeepShapNet` in two dimensions (after 5 layers every pixel of a 32 x 32 image reaches
+    every other), at a quarter of the cost. tile=False keeps every patch (stride 1, the
+    convolution of the authors' code).
+
+    Local accuracy and missingness hold as for `DeepShapNet` (a pixel at 0 gets 0 in every
+    layer); a one-layer network is exact. Per-instance pruning skips the patches whose
+    inputs are all 0 (the digits' background): `explain(x, prune=0.0)`, `skipped_modules`.
+
+    Wang, Wang & Inouye, "Shapley Explanation Networks", ICLR 2021 (Deep ShapNet for images;
+    the authors' code unfolds patches with nn.Unfold and also splits the channels as RealNVP
+    does, which this plain version leaves out).
+
+    in_channels: the image's channels; classes: outputs; channels: width of the hidden
+    representations; hidden: width of each module's network; kernel: k; dilations: delta_l,
+    one per layer; tile: tiling patches only (H and W multiples of k delta_l) or all; block:
+    a player is a block x block square of pixels (their values in its channels), so the
+    explanation has H / block x W / block values, each block's (1: every pixel a player).
+    """
+
+    def __init__(self, in_channels: int = 1, classes: int = 10, channels: int = 8,
+                 hidden: int = 16, kernel: int = 2, dilations=(1, 2, 4, 8, 16),
+                 tile: bool = True, residual: bool = True, block: int = 1):
+        super().__init__()
+        self.kernel, self.dilations = check_positive_int(kernel, "kernel"), tuple(dilations)
+        self.block = check_positive_int(block, "block")
+        for dilation in self.dilations:
+            check_positive_int(dilation, "each dilation")
+        self.classes, self.tile, self.residual = check_positive_int(classes, "classes"), tile, \
+            residual
+        widths = [in_channels * block ** 2] + [channels] * (len(self.dilations) - 1) + [classes]
+        self.layers = nn.ModuleList(
+            ShapleyModule(kernel ** 2, widths[l + 1], hidden, channels=widths[l])
+            for l in range(len(self.dilations)))
+
+    def explain(self, x: torch.Tensor, layers: bool = False, prune: float | None = None):
+        """(phi (B, classes, H', W'), g(0) (B, classes)) from one pass, one value per player
+        (H' = H / block); with `layers`, phi is the list of every layer's representation
+        (B, c_l, H', W'). prune: as `DeepShapNet`."""
+        representations, bias, _ = self._run(x, prune)
+        return (representations if layers else representations[-1]), bias
+
+    def skipped_modules(self, x: torch.Tensor, prune: float = 0.0) -> torch.Tensor:
+        """(B,) how many patch modules (over all layers) each image skips with `prune`."""
+        return self._run(x, prune)[2]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        phi, bias = self.explain(x)
+        return bias + phi.sum(dim=(2, 3))
+
+    def patches(self, h: torch.Tensor, dilation: int) -> torch.Tensor:
+        """(B P, k^2, c): the k x k patches of a layer with this dilation, pixels row by row.
+
+        tile: a reshape, no copy of overlapping pixels: a side of H pixels is read as
+        (H / (k delta), k, delta), pixel (k a + i) delta + r, so patch (a, r) holds the k
+        pixels i = 0..k-1, delta apart. Otherwise `unfold` at stride 1."""
+        (b, c, height, width), k = h.shape, self.kernel
+        if not self.tile:
+            x = F.unfold(h, k, dilation=dilation)  # (B, c k^2, P)
+            return x.view(b, c, k * k, -1).permute(0, 3, 2, 1).reshape(-1, k * k, c)
+        if height % (k * dilation) or width % (k * dilation):
+            raise ValueError(f"tile=True needs images whose sides are multiples of kernel x "
+                             f"dilation = {k * dilation}, got {height} x {width}; use tile=False "
+                             f"or other dilations")
+        x = h.reshape(b, c, height // (k * dilation), k, dilation, width // (k * dilation), k,
+                      dilation)  # (B, c, a, i, r, a', i', r')
+        return x.permute(0, 2, 4, 5, 7, 3, 6, 1).reshape(-1, k * k, c)
+
+    def pixels(self, phi: torch.Tensor, shape, dilation: int) -> torch.Tensor:
+        """(B, c', H, W): each pixel's values from the patches (B P, k^2, c') that hold it,
+        added up where patches overlap (`fold`); the inverse of `patches` when they tile."""
+        (b, _, height, width), k, out = shape, self.kernel, phi.shape[-1]
+        if not self.tile:
+            phi = phi.view(b, -1, k * k, out).permute(0, 3, 2, 1).reshape(b, out * k * k, -1)
+            return F.fold(phi, (height, width), k, dilation=dilation)
+        x = phi.view(b, height // (k * dilation), dilation, width // (k * dilation), dilation,
+                     k, k, out)  # (B, a, r, a', r', i, i', c')
+        return x.permute(0, 7, 1, 5, 2, 3, 6, 4).reshape(b, out, height, width)
+
+    def _layer(self, module: ShapleyModule, h: torch.Tensor, dilation: int,
+               prune: float | None):
+        """One layer: the module on its patches, the values handed back to the pixels."""
+        x = self.patches(h, dilation)  # (B P, k^2, c)
+        p = len(x) // h.shape[0]  # patches per image
+        if prune is None:
+            phi = module(x, torch.zeros_like(x[0]))[0]
+            return self.pixels(phi, h.shape, dilation), p, 0
+        present = (x != 0).flatten(1).any(dim=1)
+        rows = present.nonzero()[:, 0]
+        phi = x.new_zeros(len(x), x.shape[1], module.f[-1].out_features)
+        phi[rows] = module(x[rows], torch.zeros_like(x[0]))[0]  # 0 where skipped
+        return self.pixels(phi, h.shape, dilation), p, (~present).view(-1, p).sum(dim=1)
+
+    def _run(self, x: torch.Tensor, prune: float | None):
+        x = check_inputs(x, ndim=4, name="x")
+        channels = self.layers[0].channels // self.block ** 2
+        if x.shape[1] != channels or x.shape[2] % self.block or x.shape[3] % self.block:
+            raise ValueError(f"the network reads images of {channels} channels whose sides "
+                             f"are multiples of block = {self.block}, got x of shape "
+                             f"{tuple(x.shape)}")
+        _check_prune(prune)
+        h = F.pixel_unshuffle(x, self.block)  # a player: block x block pixels, as channels
+        skipped = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+        representations = []
+        for l, (module, dilation) in enumerate(zip(self.layers, self.dilations)):
+            if prune and l > 0:  # the smallest representations become absent
+                norms = h.abs().sum(dim=1)  # (B, H', W')
+                h = h * smallest_dropped(norms.flatten(1), prune).view_as(norms)[:, None]
+            out, patches, skipped_here = self._layer(module, h, dilation, prune)
+            if self.residual and out.shape == h.shape:
+                out = out + h
+            representations.append(out)
+            skipped += skipped_here
+            h = out
+        last = self.layers[-1]  # b = (number of patches) f(0): every last module at 0
+        bias = patches * last.f(torch.zeros(last.features * last.channels, device=x.device))
+        return representations, bias.expand(x.shape[0], -1), skipped
+
+
+def smallest_dropped(norms: torch.Tensor, fraction: float) -> torch.Tensor:
+    """(B, n) bool: which features stay when the `fraction` of each instance's n features
+    with the smallest norms is pruned (ties with the largest pruned norm go too)."""
+    k = int(fraction * norms.shape[1])
+    if k == 0:
+        return torch.ones_like(norms, dtype=torch.bool)
+    return norms > norms.kthvalue(k, dim=1, keepdim=True).values
+
+
+def _check_prune(prune) -> None:
+    if prune is not None and (isinstance(prune, bool) or not isinstance(prune, (int, float))
+                              or not 0 <= prune < 1):
+        raise ValueError(f"prune must be None, 0.0 (skip modules whose inputs are all at the "
+                         f"reference) or a fraction in [0, 1) of the features to drop, got "
+                         f"{prune!r}")
+
+
+def explanation_l1(phi: torch.Tensor) -> torch.Tensor:
+    """The explanation regulariser: the L1 norm of a Shapley representation, averaged over
+    the instances,
+
+        R(phi) = (1/B) sum_b sum_{i, c} |phi_{b, i, c}|,    loss = CE(g(x), y) + lambda R(phi)
+
+    Trained with it, a ShapNet explains its predictions with fewer features: a penalty on
+    the explanation itself, possible because a ShapNet computes its explanation in the
+    forward pass, where gradients reach it (Wang, Wang & Inouye, ICLR 2021, explanation
+    regularisation). phi: (B, ...) any representation (`explain(x)` or one of its layers).
+    """
+    return phi.abs().flatten(1).sum(dim=1).mean()
+
+
+def explanation_sparsity(phi: torch.Tensor, tolerance: float = 0.05) -> float:
+    """The share of features whose value is negligible: L1 norm over the classes at most
+    `tolerance` times the largest of the same instance. phi: (B, d, classes) (the layout
+    of `DeepShapNet.explain`) or (B, classes, H, W) (`DeepConvShapNet.explain`)."""
+    norms = phi.abs().sum(dim=2) if phi.ndim == 3 else phi.abs().sum(dim=1).flatten(1)
+    largest = norms.max(dim=1, keepdim=True).values
+    return (norms <= tolerance * largest).float().mean().item()
 
 
 # --------------------------------------------------------------------------- bookkeeping

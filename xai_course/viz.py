@@ -96,8 +96,10 @@ def layout(title: str | None = None, presentation: bool = False, height: int | N
     return dict(
         template=TEMPLATE,
         # on the left: the mode bar (zoom, pan, download) shows at the top right
+        # plotly lifts a title of several lines, anchored at the top, by one line (measured
+        # in Chromium): the pad puts its first line back where a one-line title starts
         title=dict(text=title, x=0, xref="container", xanchor="left", y=1, yref="container",
-                   yanchor="top", pad=dict(t=8, l=10))
+                   yanchor="top", pad=dict(t=8 + (size if extra_lines else 0), l=10))
         if title else None,
         font=dict(size=size),
         # a wrapped title's lines are added to the height: the panels keep their size

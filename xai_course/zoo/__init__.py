@@ -105,11 +105,11 @@ class ModelSpec:
 
 
 def _registry() -> tuple[dict[str, ModelSpec], dict[str, Callable[..., Dataset]]]:
-    from . import digits, generators, imagenet, photos, reviews, tabular
+    from . import digits, generators, imagenet, photos, reviews, shapnets, tabular
 
     specs: dict[str, ModelSpec] = {}
     data: dict[str, Callable[..., Dataset]] = {}
-    for module in (digits, reviews, photos, imagenet, tabular, generators):
+    for module in (digits, reviews, photos, imagenet, tabular, generators, shapnets):
         specs.update({s.name: s for s in module.MODELS})
         data.update(module.DATASETS)
     return specs, data
