@@ -345,12 +345,19 @@ STILL_JS = """([selector, settle]) => {
 
 def move_main_explorer(page, where: str, screenshot: Path, views: int,
                        outputs: str = ".jp-OutputArea") -> None:
-    """Pick the next sample in the first explorer; its figure must change."""
+    """Pick the next sample in the first explorer; its figure must change. An explorer that
+    takes no sample (it searches for inputs, as in chapter 06) moves its first integer
+    slider instead."""
     explorer = page.locator(".xai-explorer").first
     explorer.scroll_into_view_if_needed()
     before = page.wait_for_function(STILL_JS, arg=[MAIN_FIGURE, SETTLE], polling=500,
                                     timeout=DRAW_TIMEOUT * 1000).json_value()
-    readout = explorer.locator(".xai-sample .widget-readout")
+    readout = explorer.locator(".xai-sample:visible .widget-readout")
+    if not readout.count():
+        readouts = explorer.locator(".widget-readout:visible")
+        readout = next((readouts.nth(i) for i in range(readouts.count())
+                        if readouts.nth(i).inner_text().strip().isdigit()), None)
+        assert readout is not None, f"{where}: the main explorer has no integer slider to move"
     value = int(readout.inner_text())
     readout.click()
     readout.press("Control+A")

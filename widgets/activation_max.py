@@ -573,7 +573,8 @@ class GeneratorSamples(Explorer):
                       row=1, col=2)
         fig.update_layout(barmode="stack", legend_traceorder="normal")
         fig.update_xaxes(title_text="the judge reads", type="category", row=1, col=2)
-        fig.update_yaxes(title_text="samples", row=1, col=2)
+        # no y-axis title: the panel's title names the count, and in a projector's narrow
+        # figure a title there would sit on the mosaic
         title = f"G's own samples, z ~ N(0, {result.request.extras['z scale']:.2g}² I)"
         height = viz.ROW_HEIGHT[bool(self.presentation)] + 220
         return viz.legend_below(viz.style(fig, title, self.presentation, height=height))
