@@ -574,9 +574,10 @@ RUN_ALL = 60.0  # seconds: a chapter notebook run top to bottom at full size
 
 
 def explorers_built_by_the_notebooks() -> list[tuple[str, Callable]]:
-    """(label, build) for the explorers of chapters 00-05, each built with the arguments its
+    """(label, build) for the explorers of chapters 00-06, each built with the arguments its
     notebook gives it at full size (the notebooks' `FAST` switch off)."""
     from . import gradients, perturbation
+    from .widgets import activation_max as w_activation_max
     from .widgets import cam as w_cam
     from .widgets import gradients as w_gradients
     from .widgets import local_global as w_local
@@ -616,6 +617,9 @@ def explorers_built_by_the_notebooks() -> list[tuple[str, Callable]]:
         ("05 LimeExplorer", lambda **k: w_surrogates.LimeExplorer(
             models=digits, samples=500, **k)),
         ("05 TabularLime", lambda **k: w_surrogates.TabularLime(samples=1000, **k)),
+        ("06 LatentWalk", lambda **k: w_activation_max.LatentWalk(steps=100, **k)),
+        ("06 FourPriors", lambda **k: w_activation_max.FourPriors(steps=100, **k)),
+        ("06 GeneratorSamples", lambda **k: w_activation_max.GeneratorSamples(counted=500, **k)),
     ]
 
 

@@ -411,16 +411,19 @@ class ClutteredDigitsCNN(nn.Module):
 
 
 def fit(model: nn.Module, epoch_data, epochs: int, lr: float, batch_size: int = 64,
-         progress: bool = True, desc: str = "training") -> nn.Module:
+        progress: bool = True, desc: str = "training", loss_fn=None) -> nn.Module:
     """Adam on cross-entropy, the learning rate annealed to 0 along a cosine.
 
     epoch_data(epoch) -> Dataset: the examples of one epoch (shuffled here, seeded by torch).
+    loss_fn(model, x, y) -> loss: another loss (default: cross-entropy of model(x)).
     """
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     first = epoch_data(0)
     steps_per_epoch = -(-len(first) // batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, epochs * steps_per_epoch)
-    loss_fn = nn.CrossEntropyLoss()
+    if loss_fn is None:
+        def loss_fn(model, x, y):
+            return nn.functional.cross_entropy(model(x), y)
     model.train()
     with tqdm(total=epochs * steps_per_epoch, desc=desc, disable=not progress) as bar:
         for epoch in range(epochs):
@@ -428,7 +431,7 @@ def fit(model: nn.Module, epoch_data, epochs: int, lr: float, batch_size: int = 
             order = torch.randperm(len(data))
             for start in range(0, len(data), batch_size):
                 batch = order[start:start + batch_size]
-                loss = loss_fn(model(data.x[batch]), data.y[batch])
+                loss = loss_fn(model, data.x[batch], data.y[batch])
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()

@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..shapley import DeepConvShapNet, ShallowShapNet, explanation_l1
 from . import Dataset, ModelSpec, accuracy
-from .digits import digits
+from .digits import digits, fit
 from .tabular import breast_cancer
 
 __all__ = ["MODELS", "DATASETS", "breast_cancer_shapnet", "digits_shapnet", "fit_shapnet",
@@ -50,30 +49,15 @@ def logits_from_explanation(phi: torch.Tensor, bias: torch.Tensor) -> torch.Tens
 
 def fit_shapnet(model: nn.Module, train: Dataset, epochs: int, lr: float, l1: float = 0.0,
                 batch_size: int = 64, progress: bool = True, desc: str = "shapnet") -> nn.Module:
-    """Adam on cross-entropy plus l1 * `explanation_l1` of the explanation, the learning
-    rate annealed to 0 along a cosine; the explanation comes from the same forward pass as
+    """`digits.fit` (Adam, cosine-annealed learning rate) on cross-entropy plus l1 *
+    `explanation_l1` of the explanation; the explanation comes from the same forward pass as
     the logits. Shuffled by torch's global generator (seed it for a repeatable run)."""
-    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
-    steps_per_epoch = -(-len(train) // batch_size)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, epochs * steps_per_epoch)
-    loss_fn = nn.CrossEntropyLoss()
-    model.train()
-    with tqdm(total=epochs * steps_per_epoch, desc=desc, disable=not progress) as bar:
-        for epoch in range(epochs):
-            order = torch.randperm(len(train))
-            for start in range(0, len(train), batch_size):
-                batch = order[start:start + batch_size]
-                phi, bias = model.explain(train.x[batch])
-                loss = loss_fn(logits_from_explanation(phi, bias), train.y[batch])
-                if l1:
-                    loss = loss + l1 * explanation_l1(phi)
-                optimiser.zero_grad()
-                loss.backward()
-                optimiser.step()
-                schedule.step()
-                bar.update()
-                bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
-    return model.eval()
+    def loss_fn(model, x, y):
+        phi, bias = model.explain(x)
+        loss = nn.functional.cross_entropy(logits_from_explanation(phi, bias), y)
+        return loss + l1 * explanation_l1(phi) if l1 else loss
+
+    return fit(model, lambda epoch: train, epochs, lr, batch_size, progress, desc, loss_fn)
 
 
 def train_breast_cancer_shapnet(progress: bool = True) -> tuple[nn.Module, float]:
