@@ -557,6 +557,68 @@ def activation_max_cases(device: torch.device, quick: bool = False) -> list[Case
     return cases
 
 
+def shapley_cases(device: torch.device, quick: bool = False) -> list[Case]:
+    """Chapter 08. Exact Shapley values of 12 features (4,096 coalitions) on the
+    `breast-cancer` model, the other 18 held at the input's values: our time (Captum's
+    `ShapleyValues` would walk all 12! orders). KernelSHAP with 1000 samples on
+    `breast-cancer` and on `cluttered-digits` superpixels (SLIC, 50) against Captum
+    `KernelShap` on the same coalitions, Captum at its best `perturbations_per_eval` among
+    16 / 64 / 256 (one timed run each, printed), ours on the model as the explorers prepare
+    it (`fast.for_many_passes`); target: ratio <= 1.0. Then the shallow
+    ShapNet `breast-cancer-shapnet` explaining itself in one pass against KernelSHAP with
+    1000 samples on the same network: the ratio of times, and as max |diff| KernelSHAP's
+    error against the ShapNet's exact values. quick: breast cancer only.
+    """
+    from . import zoo
+    from .fast import for_many_passes
+    from .references import captum_kernel_shap
+    from .shapley import exact_shapley, kernel_shap
+    from .surrogates import superpixels
+
+    def seeded() -> torch.Generator:
+        return torch.Generator(device=device).manual_seed(0)
+
+    tabular = zoo.load_model("breast-cancer", device)
+    row = zoo.dataset("breast-cancer", split="test", n=1).x.to(device)
+    rest = row[:, 12:]
+
+    def first_twelve(z):  # the model as a function of the first 12 features
+        return tabular(torch.cat([z, rest.expand(len(z), -1)], dim=1))[:, 1]
+
+    cases = [Case("exact_shapley 12 features breast-cancer",
+                  lambda: exact_shapley(first_twelve, row[:, :12]), None, "(no reference)")]
+    problems = [("breast-cancer", tabular, row, None)]
+    if not quick:
+        canvases = zoo.load_model("cluttered-digits", device)
+        x = zoo.dataset("cluttered-digits", n=1).x.to(device)
+        problems.append(("cluttered-digits SLIC-50", canvases, x,
+                         superpixels(x[0], "slic", 50).to(device)))
+    for label, model, x, groups in problems:
+        seconds = {p: timed(lambda p=p, m=model, x=x, g=groups: captum_kernel_shap(
+            m, x, 1, samples=1000, groups=g, generator=seeded(),
+            perturbations_per_eval=p))[0] for p in (16, 64, 256)}
+        best = min(seconds, key=seconds.get)
+        print(f"  Captum KernelShap {label}: " + ", ".join(
+            f"perturbations_per_eval {p}: {t:.2f} s" for p, t in seconds.items())
+            + f"  -> {best}")
+        mine = for_many_passes(model, x)  # as the explorers prepare it
+        cases.append(Case(
+            f"kernel_shap-1000 {label}",
+            lambda m=mine, x=x, g=groups: kernel_shap(m, x, 1, samples=1000, groups=g,
+                                                      generator=seeded()),
+            lambda m=model, x=x, g=groups, p=best: captum_kernel_shap(
+                m, x, 1, samples=1000, groups=g, generator=seeded(),
+                perturbations_per_eval=p),
+            f"Captum KernelShap (perturbations_per_eval={best})", target=1.0))
+    shapnet = zoo.load_model("breast-cancer-shapnet", device)
+    cases.append(Case(
+        "ShapNet one pass vs kernel_shap-1000",
+        lambda: shapnet.explain(row)[0][..., 1],
+        lambda: kernel_shap(shapnet, row, 1, samples=1000, generator=seeded()),
+        "our kernel_shap, 1000 samples (|diff|: its error)"))
+    return cases
+
+
 CHAPTERS: dict[str, Callable[..., list[Case]]] = {
     "local_global": local_global_cases,
     "gradients": gradients_cases,
@@ -564,6 +626,7 @@ CHAPTERS: dict[str, Callable[..., list[Case]]] = {
     "surrogates": surrogates_cases,
     "perturbation": perturbation_cases,
     "activation_max": activation_max_cases,
+    "shapley": shapley_cases,
     "fast": fast_cases,
 }
 
