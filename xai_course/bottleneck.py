@@ -791,8 +791,8 @@ def input_iba(model: nn.Module, inputs: torch.Tensor, target, layer, beta: float
     (feature_beta=15, beta=30, steps=30, lr=0.5, sigma=0); pass them as options.
 
     Where the authors' code and paper differ: the code's "real" samples mix R with the
-    stage-1 *capacity* in nats as the weight (a TODO in the code asks whether it should be
-    lambda) and noise of a random mean and std per 20 samples; the paper's (section 3.2)
+    stage-1 *capacity* in nats as the weight (a comment there questions that choice
+    against lambda) and noise of a random mean and std per 20 samples; the paper's (section 3.2)
     are the feature bottleneck's Z. Here: the paper's. The numbers are the code's
     (configs/vgg_imagenet.py), except the critic's widths (critic_width: 0.25 of the
     authors' 2C, 4C, 512, 256), so that one cluttered-digits canvas takes well under a
