@@ -3,6 +3,8 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# the browser tests: two processes (pytest-xdist); the Binder notebooks stay in one of them
+BROWSER_PROCESSES ?= -n 2 --dist loadgroup
 
 .PHONY: lab test test-browser lint clean
 
@@ -32,16 +34,18 @@ $(STAMP): pyproject.toml | $(BIN)/python
 lab: $(STAMP)
 	$(BIN)/xai-course lab --notebooks notebooks
 
-# ruff, then every test, the browser tests included
+# ruff, then every test: the browser tests last, two at a time (a page waits for its kernel
+# or its browser most of the time; the Binder notebooks share one venv, so one process runs them)
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not browser"
+	$(BIN)/python -m pytest -m browser $(BROWSER_PROCESSES)
 
 # Only the tests of the course in a real Chromium (JupyterLab and Voila) and in a fresh Binder
 # environment (`make test` runs them too). They need the system's Chromium (Debian:
-# apt-get install chromium) and skip without it; about 30 minutes on 2 cores.
+# apt-get install chromium) and skip without it; about 20 minutes on 2 cores.
 test-browser: $(STAMP)
-	$(BIN)/python -m pytest -m browser
+	$(BIN)/python -m pytest -m browser $(BROWSER_PROCESSES)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -70,6 +70,7 @@ def main():
     perturbation_chapter(model, x, y)
     activation_max_chapter()
     surrogates(model, x, y)
+    shapley_chapter()
 
 
 def perturbation_chapter(model, x, y):
@@ -148,6 +149,62 @@ def activation_max_chapter():
     fig.suptitle("06 · what the digits model wants to see, under four priors "
                  "(the judge's verdict)")
     fig.savefig(HERE / "06_activation_max.png", dpi=80, bbox_inches="tight")
+
+
+def shapley_chapter():
+    """Chapter 08: the running average over orders that becomes the Shapley value, the two
+    estimates' error against model calls, and a deep ShapNet's explanation of a digit."""
+    from xai_course import shapley as S
+    from xai_course.widgets.shapley import (
+        GROUPS,
+        all_orders,
+        coalition_values,
+        order_contributions,
+        player_groups,
+    )
+
+    model = zoo.load_model("breast-cancer", "cpu")
+    patients = zoo.dataset("breast-cancer", n=1)
+    x, label = patients.x[:1], int(patients.y[0])
+    groups, names = player_groups(patients.features, GROUPS)
+    v = coalition_values(model, x, label, groups)
+    shuffle = torch.randperm(720, generator=torch.Generator().manual_seed(0))
+    orders = all_orders(len(names))[shuffle]
+    running = order_contributions(v, orders).cumsum(0) / torch.arange(1, 721)[:, None]
+    phi = S.shapley_from_values(v)
+    fig, axes = plt.subplots(1, 4, figsize=(13, 3.4), layout="constrained",
+                             gridspec_kw=dict(width_ratios=[1.4, 1.2, 0.7, 0.7]))
+    for k, name in enumerate(names):
+        line, = axes[0].plot(range(1, 721), running[:, k], label=name, linewidth=1)
+        axes[0].axhline(phi[k], color=line.get_color(), linestyle="--", linewidth=0.8)
+    axes[0].set(xscale="log", xlabel="orders averaged", ylabel="contribution",
+                title="average over orders → Shapley value")
+    axes[0].legend(fontsize=6, ncol=2)
+    measurements = player_groups(patients.features)[0]
+    exact = S.player_values(S.exact_shapley(model, x, 0.0, label, measurements), measurements)[0]
+    for method, budgets in ((S.sampling_shapley, [1, 4, 16, 64, 256]),
+                            (S.kernel_shap, [16, 64, 256, 1024, 4096])):
+        errors = [(S.player_values(method(model, x, label, samples=m, groups=measurements,
+                                          generator=torch.Generator().manual_seed(0)),
+                                   measurements)[0] - exact).pow(2).mean().sqrt().item()
+                  for m in budgets]
+        calls = [1 + 10 * m for m in budgets] if method is S.sampling_shapley else budgets
+        axes[1].plot(calls, errors, "o-", label=method.__name__)
+    axes[1].axvline(1024, color="k", linestyle="--", linewidth=0.8, label="exact: 1024 calls")
+    axes[1].set(xscale="log", yscale="log", xlabel="model calls", ylabel="rms error",
+                title="estimates against model calls")
+    axes[1].legend(fontsize=7)
+    net = zoo.load_model("digits-shapnet", "cpu")
+    digit_set = zoo.dataset("digits", n=1)
+    digit, c = digit_set.x[:1], int(digit_set.y[0])
+    with torch.no_grad():
+        layers, _ = net.explain(digit, layers=True)
+    for ax, value, title in ((axes[2], layers[0][0].abs().sum(0), "digits-shapnet: |layer 1|"),
+                             (axes[3], layers[-1][0, c], f"digits-shapnet: φ for {c}")):
+        value = value.repeat_interleave(4, 0).repeat_interleave(4, 1)
+        show(ax, digit[0].expand(3, -1, -1), value, title=title)
+    fig.suptitle("08 · Shapley values: exact, estimated, and from a ShapNet's forward pass")
+    fig.savefig(HERE / "08_shapley.png", dpi=80, bbox_inches="tight")
 
 
 if __name__ == "__main__":

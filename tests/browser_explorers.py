@@ -43,7 +43,7 @@ ASPECT_TOLERANCE = 0.05  # an image's rendered aspect ratio, relative to its dat
 # draws (its panels), so every option of each is drawn once.
 MODEL_PICKER = "model"
 METHOD_PICKER = "method"
-MODE_TOGGLES = ("view", "surrogate")
+MODE_TOGGLES = ("view", "surrogate", "players")
 MODE_CHECKBOXES = ("full occlusion map",)
 CHECK_PREFIX = "check against"
 # A change of model, preferring one whose panels differ in shape: the text model, then the

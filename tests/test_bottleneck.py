@@ -6,8 +6,11 @@ loss is transcribed below (`authors_iba`, the steps of `IBA._kl_div`, `_SpatialG
 fixed tensors and noise as `bottleneck.iba`.
 """
 
+import copy
 import functools
 import math
+import shutil
+import time
 
 import numpy as np
 import pytest
@@ -23,8 +26,10 @@ from xai_course.bottleneck import (
     input_iba,
     input_kl_capacity,
     kl_capacity,
+    readout_bottleneck,
     smooth,
 )
+from xai_course.evaluation import energy_in_mask
 
 
 # --------------------------------------------------------------------------- tiny models
@@ -471,3 +476,188 @@ def test_input_iba_on_text_masks_whole_tokens():
           f"{found['feature_map']:.2f} (chance {chance:.2f}); seconds per stage "
           f"{ {k: round(v, 1) for k, v in result.seconds.items()} }")
     assert found["input_map"] > max(found["feature_map"], chance + 0.2)
+
+
+# --------------------------------------------------------------------------- Readout Bottleneck
+@functools.cache
+def readout_setup():
+    model = zoo.load_model("cluttered-digits", "cpu")
+    readout = zoo.load_model("cluttered-digits-readout", "cpu")
+    return model, readout, zoo.dataset("cluttered-digits", split="test", n=READOUT_CANVASES)
+
+
+READOUT_CANVASES = 50
+
+
+def test_the_shipped_readout_loads_only_after_its_hash_check(tmp_path):
+    from xai_course.zoo import readouts, weights
+
+    name = "cluttered-digits-readout"
+    for file in (f"{name}.pt", "SHA256SUMS"):
+        shutil.copy(weights.WEIGHTS_DIR / file, tmp_path / file)
+    state = weights.load_state(name, weights_dir=tmp_path)  # the intact copy loads
+    assert set(state) == set(readouts.cluttered_digits_readout().state_dict())
+    readout = zoo.load_model(name, "cpu")
+    assert all(torch.equal(v, state[k]) for k, v in readout.state_dict().items())
+    stats = readout.stats()
+    print(f"{name}: {sum(p.numel() for p in readout.parameters())} weights, "
+          f"{(tmp_path / f'{name}.pt').stat().st_size / 1e3:.0f} kB with the statistics; "
+          f"last bias mean {readout.conv3.bias.mean():.2f} (5 before training); "
+          f"active elements at {stats.layer}: {stats.active.float().mean():.2f}")
+    assert stats.layer == readouts.BOTTLENECK and (stats.std >= 0.01).all()
+    assert not torch.allclose(readout.conv3.bias, torch.full((64,), 5.0))  # it was trained
+    data = bytearray((tmp_path / f"{name}.pt").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (tmp_path / f"{name}.pt").write_bytes(bytes(data))
+    with pytest.raises(weights.WeightsHashMismatch, match="sha256"):
+        weights.load_state(name, weights_dir=tmp_path)
+
+
+def test_a_readout_that_says_alpha_5_gives_the_map_iba_starts_from():
+    model, trained, test = readout_setup()
+    readout = copy.deepcopy(trained)
+    with torch.no_grad():
+        readout.conv3.weight.zero_()
+        readout.conv3.bias.fill_(5.0)  # alpha = 5 everywhere: iba's starting mask
+    x, y = test.x[:3], test.y[:3]
+    ours = readout_bottleneck(model, x, y, readout)
+    _, hist = iba(model, x, y, "features.relu3", stats=readout.stats(), steps=1,
+                  history=True, generator=torch.Generator().manual_seed(0))
+    difference = (ours - hist.maps[0]).abs().max() / hist.maps[0].abs().max()
+    print(f"alpha = 5: readout map vs iba's map before its first step, max relative difference "
+          f"{difference:.1e}; total {ours.sum((1, 2)).mean():.0f} bits per canvas")
+    assert difference < 1e-5
+
+
+def test_readout_bottleneck_agrees_with_iba_in_one_pass():
+    model, readout, test = readout_setup()
+    start = time.perf_counter()
+    ours = readout_bottleneck(model, test.x, test.y, readout)
+    one_pass = time.perf_counter() - start
+    start = time.perf_counter()
+    theirs = iba(model, test.x, test.y, "features.relu3", stats=readout.stats(),
+                 generator=torch.Generator().manual_seed(0))
+    optimised = time.perf_counter() - start
+    assert ours.shape == theirs.shape == (len(test), 64, 64) and (ours >= 0).all()
+    r = [np.corrcoef(a.flatten(), b.flatten())[0, 1] for a, b in zip(ours, theirs)]
+    mask = test.mask > 0
+    chance = mask.flatten(1).float().mean(1)
+    energy = {name: energy_in_mask(m, mask) for name, m in [("readout", ours), ("iba", theirs)]}
+    print(f"readout vs iba at features.relu3 on {len(test)} test canvases: Pearson r per canvas "
+          f"mean {np.mean(r):.3f} (min {np.min(r):.3f}, max {np.max(r):.3f}); share of the "
+          f"map's energy inside the digit mask: readout {energy['readout'].mean():.3f}, iba "
+          f"{energy['iba'].mean():.3f}, chance (mask area) {chance.mean():.3f}; bits per "
+          f"canvas: readout {ours.sum((1, 2)).mean():.0f}, iba {theirs.sum((1, 2)).mean():.0f};"
+          f" seconds: one pass {one_pass:.2f}, iba {optimised:.1f}")
+    assert np.mean(r) > READOUT_MIN_CORRELATION
+    assert energy["readout"].mean() > 2 * chance.mean()
+    assert (energy["readout"] > chance).float().mean() > 0.9
+
+
+READOUT_MIN_CORRELATION = 0.8
+
+
+def test_readout_bottleneck_leaves_both_networks_unchanged_on_the_inputs_device(
+        assert_unchanged):
+    model, trained, test = readout_setup()
+    model, readout = copy.deepcopy(model).double(), copy.deepcopy(trained).double()
+    readout.train()  # its mode must come back as it was
+    x = test.x[:2].double()
+    with assert_unchanged(model), assert_unchanged(readout):
+        maps = readout_bottleneck(model, x, test.y[:2], readout)
+    assert maps.dtype == torch.float64 and maps.device == x.device and readout.training
+    with assert_unchanged(model), assert_unchanged(readout), \
+            pytest.raises(ValueError, match="out of range"):
+        readout_bottleneck(model, x, 10, readout)  # raised with the hooks in place
+    assert not any(m._forward_hooks for m in model.modules())
+    with pytest.raises(ValueError, match="the readout is on meta"):
+        readout_bottleneck(model, x, 0, copy.deepcopy(trained).to("meta"))
+
+
+def test_readout_bottleneck_says_what_is_wrong_with_its_arguments():
+    model, readout, test = readout_setup()
+    x = test.x[:1]
+    with pytest.raises(TypeError, match="readout must be a bottleneck.Readout"):
+        readout_bottleneck(model, x, 0, model)
+    with pytest.raises(ValueError, match=r"trained on features of shape \(64, 16, 16\)"):
+        readout_bottleneck(model, F.interpolate(x, size=32), 0, readout)  # 32 x 32 canvases
+    with pytest.raises(ValueError, match="unknown layer 'features.relu3'"):
+        readout_bottleneck(TinyConvNet(), torch.zeros(1, 2, 6, 6), 0, readout)
+    with pytest.raises(ValueError, match="dimensions"):
+        readout_bottleneck(model, x[0], 0, readout)
+    with pytest.raises(ValueError, match="target has 2 entries"):
+        readout_bottleneck(model, x, [0, 1], readout)
+
+
+# --------------------------------------------------------------------------- the seed talk's claims
+CLAIM_CANVASES = 100
+
+
+def correlation_length(maps: torch.Tensor, level: float = 0.5) -> np.ndarray:
+    """Per map (N, H, W): the shift in pixels at which the map's correlation with itself,
+    shifted along the rows or the columns, first falls below `level` (the mean of the two
+    axes). A map made of blocks of s pixels stays correlated over ~s pixels: the larger
+    this length, the coarser the map (its effective resolution is H / length places)."""
+    lengths = []
+    for m in maps.double():
+        per_axis = []
+        for axis in (0, 1):
+            size = m.shape[axis]
+            for k in range(1, size):
+                a = m.narrow(axis, 0, size - k).flatten()
+                b = m.narrow(axis, k, size - k).flatten()
+                if torch.corrcoef(torch.stack([a, b]))[0, 1] < level:
+                    break
+            per_axis.append(k)
+        lengths.append(np.mean(per_axis))
+    return np.array(lengths)
+
+
+def test_the_seed_talks_claims_hold_on_cluttered_digits():
+    """IBA at the last block (features.relu5, 8 x 8) is coarse; at the first block
+    (features.relu1, 64 x 64) it loses part of the object (against the middle block,
+    features.relu3); InputIBA puts more of its energy on the
+    digit than IBA and Grad-CAM. IBA with its defaults; InputIBA with 2 GAN epochs and 25
+    steps of 5 samples (its defaults, 20 epochs and 60 steps of 10, take ~a minute a canvas)."""
+    from xai_course.cam import grad_cam
+    from xai_course.evaluation import effective_heat_ratio
+
+    model, train, _ = cluttered()
+    train = zoo.dataset("cluttered-digits", split="train", n=1000)
+    test = zoo.dataset("cluttered-digits", split="test", n=CLAIM_CANVASES)
+    mask = test.mask > 0
+    maps, seconds = {}, {}
+    for layer in ("features.relu1", "features.relu3", "features.relu5"):
+        start = time.perf_counter()
+        stats = feature_stats(model, layer, train.x)
+        maps[f"IBA {layer}"] = iba(model, test.x, test.y, layer, stats=stats,
+                                   generator=torch.Generator().manual_seed(0))
+        seconds[f"IBA {layer}"] = time.perf_counter() - start
+    start = time.perf_counter()
+    maps["Grad-CAM features.relu5"] = grad_cam(model, test.x, test.y, "features.relu5")
+    seconds["Grad-CAM features.relu5"] = time.perf_counter() - start
+    start = time.perf_counter()
+    maps["InputIBA features.relu3"] = input_iba(
+        model, test.x, test.y, "features.relu3", stats=feature_stats(model, "features.relu3",
+                                                                    train.x),
+        epochs=2, steps=25, samples=5, generator=torch.Generator().manual_seed(0))
+    seconds["InputIBA features.relu3"] = time.perf_counter() - start
+    chance = mask.flatten(1).float().mean(1).mean().item()
+    rows = {}
+    print(f"\n{CLAIM_CANVASES} test canvases (the digit's mask covers {chance:.3f} of a canvas):")
+    print(f"{'method':26s} {'energy in mask':>14s} {'EHR':>7s} {'corr. length (px)':>18s} "
+          f"{'seconds':>8s}")
+    for name, m in maps.items():
+        rows[name] = (energy_in_mask(m, mask).mean().item(),
+                      effective_heat_ratio(m, mask).mean().item(),
+                      correlation_length(m).mean())
+        print(f"{name:26s} {rows[name][0]:14.3f} {rows[name][1]:7.3f} {rows[name][2]:18.1f} "
+              f"{seconds[name]:8.1f}")
+    first, middle, last = (rows[f"IBA features.relu{i}"] for i in (1, 3, 5))
+    inputiba = rows["InputIBA features.relu3"]
+    assert last[2] > 1.5 * middle[2]  # the last block's map is coarse
+    # the first block loses part of the object against the middle block (the last block's
+    # map, coarse, spills over the digit's edges and has less still inside)
+    assert first[0] < middle[0]
+    for other in (middle, rows["Grad-CAM features.relu5"]):
+        assert inputiba[0] > other[0] and inputiba[1] > other[1]

@@ -178,7 +178,9 @@ def stop(process: subprocess.Popen) -> None:
     psutil.wait_procs(alive, timeout=10)
 
 
-@pytest.fixture(scope="module")
+# session, not module: a test process alternates JupyterLab's and Voila's pages (and other files'
+# tests), and keeps one JupyterLab and one Chromium throughout
+@pytest.fixture(scope="session")
 def lab(tmp_path_factory):
     """JupyterLab on a free localhost port with a token, on a copy of the notebooks (running
     them in the browser saves outputs, and the committed notebooks stay without)."""
@@ -217,7 +219,7 @@ def lab(tmp_path_factory):
         stop(process)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser():
     if not CHROMIUM:
         if os.environ.get("CI"):
@@ -486,6 +488,7 @@ def walk_explorers(page, where: str, path: Path, page_name: str, pictures: list[
     assert failure is None, failure
 
 
+@pytest.mark.xdist_group("lab")  # one JupyterLab: one test process runs every page of it
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_chapter_in_jupyterlab(path, lab_page, lab):
     where = f"{path.name} in JupyterLab"
@@ -499,6 +502,7 @@ def test_chapter_in_jupyterlab(path, lab_page, lab):
     walk_explorers(lab_page, where, path, "lab", pictures, lab_page.run_all_at, full=True)
 
 
+@pytest.mark.xdist_group("lab")
 def test_the_checks_catch_an_error_in_the_outputs(lab_page, lab):
     """A notebook whose last cell raises: the page check must fail on its traceback."""
     nb = nbformat.v4.new_notebook(cells=[

@@ -666,4 +666,6 @@ def test_by_default_an_explorer_offers_the_classifiers_of_images_and_texts():
     kinds = [(zoo.model_info(m).tabular, zoo.model_info(m).generator) for m in names]
     assert not any(t or g for t, g in kinds), names  # no table, no GAN generator
     assert any(zoo.model_info(m).generator for m in zoo.models())  # there is one to leave out
+    assert not any(zoo.model_info(m).explains for m in names), names  # no readout network
+    assert any(zoo.model_info(m).explains for m in zoo.models())
     e.close()

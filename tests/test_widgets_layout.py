@@ -16,7 +16,15 @@ import numpy as np
 import pytest
 
 from xai_course import viz
-from xai_course.widgets import cam, gradients, local_global, perturbation, surrogates, welcome
+from xai_course.widgets import (
+    cam,
+    gradients,
+    local_global,
+    perturbation,
+    shapley,
+    surrogates,
+    welcome,
+)
 from xai_course.widgets.base import Explorer
 
 WIDTHS = (1180, 1000)  # the output's width in JupyterLab at 1400 and at 1280 pixels
@@ -188,6 +196,10 @@ CASES = {
     "05 lime": lambda: surrogates.LimeExplorer(models=["cluttered-digits", "digits"],
                                                samples=40, **KW),
     "05 table": lambda: surrogates.TabularLime(samples=60, **KW),
+    "08 coalition": lambda: shapley.CoalitionGame(**KW),
+    "08 convergence": lambda: shapley.Convergence(calls=(16, 64, 256), **KW),
+    "08 layers": lambda: shapley.ShapNetLayers(**KW),
+    "08 regularisation": lambda: shapley.Regularisation(strengths=(0.0, 0.1), epochs=3, **KW),
 }
 
 

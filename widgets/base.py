@@ -349,7 +349,8 @@ class Explorer:
         self._modules = dict(models) if isinstance(models, Mapping) else {}
         self._model_names = list(self._modules) or list(models or [  # images and texts
             m for m in zoo.models() if not (getattr(zoo.model_info(m), "tabular", False)
-                                            or getattr(zoo.model_info(m), "generator", False))])
+                                            or getattr(zoo.model_info(m), "generator", False)
+                                            or getattr(zoo.model_info(m), "explains", None))])
         if model is not None and model not in self._model_names:
             raise ValueError(f"unknown model {model!r}; choose from {self._model_names}")
         self._data = ({getattr(data, "name", "data"): data} if hasattr(data, "x")

@@ -162,8 +162,6 @@ def gradients_cases(device: torch.device, quick: bool = False, out=print) -> lis
     Then the peak resident memory of IG with 200 steps on ResNet-50, in a fresh process.
     quick: ResNet-18 only, and no memory measurement.
     """
-    import subprocess
-    import sys
 
     import torchvision
 
@@ -204,27 +202,13 @@ def gradients_cases(device: torch.device, quick: bool = False, out=print) -> lis
             f"{smoothgrad.reference_name} (nt_samples_batch_size={sg_batch})",
             target=SAME_PASSES))
     if not quick:
-        # Linux's ru_maxrss survives fork + exec (a child starts at its parent's peak), so
-        # read the new process's own high-water mark, VmHWM, where there is one.
-        code = (
-            "import resource, sys, torch, torchvision\n"
+        before, peak = peak_memory(
+            "import torch, torchvision\n"
             "from xai_course.gradients import integrated_gradients\n"
-            "def peak_kb():\n"
-            "    try:\n"
-            "        with open('/proc/self/status') as f:\n"
-            "            return next(int(l.split()[1]) for l in f if l.startswith('VmHWM:'))\n"
-            "    except (OSError, StopIteration):\n"
-            "        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-            "        return kb // 1024 if sys.platform == 'darwin' else kb\n"
             "torch.manual_seed(0)\n"
             "model = torchvision.models.resnet50().eval()\n"
-            "x = torch.rand(1, 3, 224, 224)\n"
-            "before = peak_kb()\n"
-            "integrated_gradients(model, x, 0, steps=200)\n"
-            "print(before, peak_kb())\n")
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              check=True)
-        before, peak = (int(kb) / 1024 for kb in done.stdout.split())
+            "x = torch.rand(1, 3, 224, 224)",
+            "integrated_gradients(model, x, 0, steps=200)")
         out(f"  peak resident memory, IG-200 on ResNet-50 at 224x224 (CPU, fresh process): "
             f"{peak:.0f} MB (model and libraries loaded: {before:.0f} MB; target < 1536 MB)")
     return cases
@@ -619,6 +603,189 @@ def shapley_cases(device: torch.device, quick: bool = False) -> list[Case]:
     return cases
 
 
+def peak_memory(setup: str, call: str) -> tuple[float, float]:
+    """(MB after `setup`, MB at the end of `call`): the peak resident memory of a fresh Python
+    process that runs the two code strings one after the other. Linux's ru_maxrss survives
+    fork + exec (a child starts at its parent's peak), so the process reads its own
+    high-water mark, VmHWM, where there is one."""
+    import subprocess
+    import sys
+
+    code = (
+        "import resource, sys\n"
+        "def peak_kb():\n"
+        "    try:\n"
+        "        with open('/proc/self/status') as f:\n"
+        "            return next(int(l.split()[1]) for l in f if l.startswith('VmHWM:'))\n"
+        "    except (OSError, StopIteration):\n"
+        "        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "        return kb // 1024 if sys.platform == 'darwin' else kb\n"
+        f"{setup}\n"
+        "before = peak_kb()\n"
+        f"{call}\n"
+        "print(before, peak_kb())\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    before, peak = (int(kb) / 1024 for kb in done.stdout.split()[-2:])
+    return before, peak
+
+
+def authors_iba(model, layer: str, data: torch.Tensor, x: torch.Tensor, target: int,
+                steps: int = 10, samples: int = 10) -> Callable[[], torch.Tensor] | None:
+    """The authors' per-sample bottleneck (BioroboticsLab/IBA, `IBA.pytorch.IBA`) on the same
+    call as `bottleneck.iba(model, x, target, layer, steps=steps, samples=samples)`: its
+    estimator run over `data` (ours: `feature_stats` on the same data), its defaults
+    (beta 10, sigma 1, lr 1, alpha 5), the cross-entropy of `target` as the loss. Its hook
+    is on the layer only while it runs. Returns a function computing its map (bits per
+    pixel, as a tensor), or None when the package cannot be imported (it is not on PyPI:
+    pip install git+https://github.com/BioroboticsLab/IBA)."""
+    import warnings
+
+    try:
+        from IBA.pytorch import IBA
+    except ImportError:
+        return None
+    from .convention import unchanged
+
+    module = model.get_submodule(layer)
+    bottleneck = IBA(None, optimization_steps=steps, batch_size=samples)
+
+    def attached():  # what IBA(layer) registers, for the time of one call
+        return module.register_forward_hook(lambda mod, args, output: bottleneck(output))
+
+    handle = attached()
+    try:
+        with unchanged(model):
+            batches = [(data[i:i + 100],) for i in range(0, len(data), 100)]
+            bottleneck.estimate(model, batches, n_samples=len(data), progbar=False)
+    finally:
+        handle.remove()
+
+    def loss(batch):
+        return torch.nn.functional.cross_entropy(
+            model(batch), torch.full((len(batch),), target, device=batch.device))
+
+    def run() -> torch.Tensor:
+        handle = attached()
+        try:
+            with unchanged(model), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "only fitted on ... samples"
+                saliency = bottleneck.analyze(x, loss)
+        finally:
+            handle.remove()
+        return torch.from_numpy(saliency)
+
+    return run
+
+
+def bottleneck_cases(device: torch.device, quick: bool = False, out=print) -> list[Case]:
+    """Chapter 07. IBA with its defaults (10 steps of 10 noisy copies) on one image: on
+    `cluttered-digits` at features.relu3 (statistics of 1,000 training canvases) and on
+    ResNet-50 with random weights at 224x224 at layer2, the authors' place (statistics of
+    16 random images), against the authors' IBA (`authors_iba`) at the same settings and on
+    the same statistics' data, when it can be imported (else "reference unavailable");
+    target: ratio <= SAME_PASSES. Each draws its own noise, so no |difference|. InputIBA
+    per image on `cluttered-digits` with its defaults, the stages' seconds printed (target:
+    under 60 s), and the readout bottleneck's one pass against the per-sample IBA it
+    replaces. Then the peak resident memory of each call, each in a fresh process (target:
+    under 1536 MB). quick: cluttered-digits only, no memory measurement.
+    """
+    import torchvision
+
+    from . import zoo
+    from .bottleneck import feature_stats, iba, input_iba, readout_bottleneck
+
+    def seeded() -> torch.Generator:
+        return torch.Generator(device=device).manual_seed(0)
+
+    digits = zoo.load_model("cluttered-digits", device)
+    canvas = zoo.dataset("cluttered-digits", n=1)
+    x, y = canvas.x.to(device), int(canvas.y[0])
+    train = zoo.dataset("cluttered-digits", split="train", n=1000).x.to(device)
+    problems = [("cluttered-digits", digits, "features.relu3", train, x, y)]
+    if not quick:
+        torch.manual_seed(0)
+        resnet = torchvision.models.resnet50().eval().to(device)
+        for p in resnet.parameters():
+            p.requires_grad_(False)
+        images = torch.rand(17, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+        problems.append(("resnet50 (random) 224", resnet, "layer2", images[1:].to(device),
+                         images[:1].to(device), 0))
+    cases = []
+    for label, model, layer, data, x1, t in problems:
+        stats = feature_stats(model, layer, data)
+        theirs = authors_iba(model, layer, data, x1, t)
+        name = f"iba 10 steps x 10 samples {label} {layer}"
+
+        def ours(m=model, x1=x1, t=t, layer=layer, s=stats):
+            return iba(m, x1, t, layer, stats=s, generator=seeded())
+
+        slow = "resnet" in label  # a minute a run on a CPU
+        if theirs is None:
+            cases.append(Case(name, ours, None, "authors' IBA: reference unavailable (pip "
+                              "install git+https://github.com/BioroboticsLab/IBA)",
+                              repeat=1 if slow else None))
+        else:
+            cases.append(Case(name, ours, theirs, "authors' IBA (BioroboticsLab/IBA)",
+                              repeat=1 if slow else None, target=SAME_PASSES,
+                              same_result=False))
+    digit_stats = feature_stats(digits, "features.relu3", train)
+
+    def staged() -> torch.Tensor:
+        result = input_iba(digits, x, y, "features.relu3", stats=digit_stats,
+                           generator=seeded(), stages=True)
+        out("  InputIBA stages on one canvas: " + ", ".join(
+            f"{stage} {seconds:.1f} s" for stage, seconds in result.seconds.items()))
+        return result.input_map
+
+    cases.append(Case("input_iba cluttered-digits features.relu3", staged, None,
+                      "(no reference; the defaults: 20 GAN epochs, 60 steps)", repeat=1,
+                      limit=60.0))
+    try:
+        readout = zoo.load_model("cluttered-digits-readout", device)
+    except zoo.WeightsNotCached:
+        readout = None
+    if readout is not None:
+        cases.append(Case(
+            "readout_bottleneck one pass cluttered-digits",
+            lambda: readout_bottleneck(digits, x, y, readout),
+            lambda: iba(digits, x, y, "features.relu3", stats=readout.stats(),
+                        generator=seeded()),
+            "our iba, 10 x 10 (the optimisation it replaces)", same_result=False))
+    if quick:
+        return cases
+    setup = {
+        "cluttered-digits": (
+            "import torch\nfrom xai_course import zoo\n"
+            "from xai_course.bottleneck import feature_stats, iba, input_iba, "
+            "readout_bottleneck\n"
+            "model = zoo.load_model('cluttered-digits', 'cpu')\n"
+            "data = zoo.dataset('cluttered-digits', n=1)\nx, y = data.x, int(data.y[0])\n"
+            "stats = feature_stats(model, 'features.relu3', "
+            "zoo.dataset('cluttered-digits', split='train', n=1000).x)\n"),
+        "resnet50": (
+            "import torch, torchvision\nfrom xai_course.bottleneck import feature_stats, iba\n"
+            "torch.manual_seed(0)\nmodel = torchvision.models.resnet50().eval()\n"
+            "images = torch.rand(17, 3, 224, 224, generator=torch.Generator().manual_seed(0))\n"
+            "stats = feature_stats(model, 'layer2', images[1:])\n"),
+    }
+    calls = [
+        ("iba cluttered-digits", "cluttered-digits",
+         "iba(model, x, y, 'features.relu3', stats=stats)"),
+        ("input_iba cluttered-digits", "cluttered-digits",
+         "input_iba(model, x, y, 'features.relu3', stats=stats)"),
+        ("readout_bottleneck cluttered-digits", "cluttered-digits",
+         "readout_bottleneck(model, x, y, zoo.load_model('cluttered-digits-readout', 'cpu'))"),
+        ("iba resnet50 (random) 224", "resnet50",
+         "iba(model, images[:1], 0, 'layer2', stats=stats)"),
+    ]
+    for label, where, call in calls:
+        before, peak = peak_memory(setup[where], call)
+        out(f"  peak resident memory, {label} (CPU, fresh process): {peak:.0f} MB (model, "
+            f"data and statistics loaded: {before:.0f} MB; target < 1536 MB)")
+    return cases
+
+
 CHAPTERS: dict[str, Callable[..., list[Case]]] = {
     "local_global": local_global_cases,
     "gradients": gradients_cases,
@@ -626,6 +793,7 @@ CHAPTERS: dict[str, Callable[..., list[Case]]] = {
     "surrogates": surrogates_cases,
     "perturbation": perturbation_cases,
     "activation_max": activation_max_cases,
+    "bottleneck": bottleneck_cases,
     "shapley": shapley_cases,
     "fast": fast_cases,
 }
@@ -637,7 +805,7 @@ RUN_ALL = 60.0  # seconds: a chapter notebook run top to bottom at full size
 
 
 def explorers_built_by_the_notebooks() -> list[tuple[str, Callable]]:
-    """(label, build) for the explorers of chapters 00-06, each built with the arguments its
+    """(label, build) for the explorers of chapters 00-08, each built with the arguments its
     notebook gives it at full size (the notebooks' `FAST` switch off)."""
     from . import gradients, perturbation
     from .widgets import activation_max as w_activation_max
@@ -645,6 +813,7 @@ def explorers_built_by_the_notebooks() -> list[tuple[str, Callable]]:
     from .widgets import gradients as w_gradients
     from .widgets import local_global as w_local
     from .widgets import perturbation as w_perturbation
+    from .widgets import shapley as w_shapley
     from .widgets import surrogates as w_surrogates
     from .widgets import welcome as w_welcome
     from .widgets.base import Explorer
@@ -683,6 +852,11 @@ def explorers_built_by_the_notebooks() -> list[tuple[str, Callable]]:
         ("06 LatentWalk", lambda **k: w_activation_max.LatentWalk(steps=100, **k)),
         ("06 FourPriors", lambda **k: w_activation_max.FourPriors(steps=100, **k)),
         ("06 GeneratorSamples", lambda **k: w_activation_max.GeneratorSamples(counted=500, **k)),
+        ("08 CoalitionGame", lambda **k: w_shapley.CoalitionGame(**k)),
+        ("08 Convergence", lambda **k: w_shapley.Convergence(**k)),
+        ("08 ShapNetLayers", lambda **k: w_shapley.ShapNetLayers(**k)),
+        ("08 Regularisation", lambda **k: w_shapley.Regularisation(
+            runs=w_shapley.regularised_runs(progress=False), **k)),
     ]
 
 
@@ -690,7 +864,7 @@ def explorer_times(device: torch.device, quick: bool = False, only: str | None =
                    out=print) -> list[dict]:
     """`xai-course bench explorers`: how long a student waits for each explorer's picture.
 
-    Every explorer of chapters 00-05, built as its notebook builds it at full size, on its
+    Every explorer of chapters 00-08, built as its notebook builds it at full size, on its
     first (embedded) model: the seconds from a change to the first picture and to the final
     one, for opening it (the model loaded, the first figure), for every method of its picker,
     and for the next sample (nothing cached). Measured on the kernel's side: computing,

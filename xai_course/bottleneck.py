@@ -28,7 +28,10 @@ map has the input's resolution instead of the layer's.
 
 The pieces, each a few lines: `feature_stats` (mu_R, sigma_R, the active elements),
 `smooth` (the Gaussian on lambda), `kl_capacity` (the formula above), `capacity_map` (bits
-per place at the input's resolution), and `iba`, the optimisation. InputIBA adds
+per place at the input's resolution), and `iba`, the optimisation. The Readout Bottleneck
+(the same paper's second variant) replaces the optimisation by a network trained once:
+`Readout` predicts alpha from the model's features, `readout_loss` is `iba`'s loss to train
+it with, and `readout_bottleneck` explains in one pass. InputIBA adds
 `input_kl_capacity` (the input bottleneck's capacity against a prior mask), the WGAN
 critics (`Critic`, `SequenceCritic`) and `input_iba`, its three stages: feature IBA, a
 generative prior, the input bottleneck.
@@ -42,7 +45,7 @@ Checked (tests/test_bottleneck.py): the capacities and the smoothing on hand-com
 `feature_stats` against a direct mean / std; the loss, step by step, against a transcription
 of the authors' PyTorch IBA (BioroboticsLab/IBA, `IBA/pytorch.py`) on fixed tensors; known
 answers on a hand-set model; the maps against the digits' masks and the reviews' relevant
-tokens.
+tokens; the readout bottleneck against `iba` at the same layer.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ from .convention import (
     check_number,
     check_positive_int,
     check_target,
+    model_device,
     options,
     rows_per_pass,
     unchanged,
@@ -78,6 +82,9 @@ __all__ = [
     "capacity_map",
     "iba",
     "IBAHistory",
+    "Readout",
+    "readout_loss",
+    "readout_bottleneck",
     "input_kl_capacity",
     "Critic",
     "SequenceCritic",
@@ -88,6 +95,7 @@ __all__ = [
 MIN_STD = 0.01  # sigma_R is clamped at this (the authors' `min_std`)
 ACTIVE_SHARE = 0.01  # an element non-zero in at most this share of the data is inactive
 INITIAL_ALPHA = 5.0  # lambda = sigmoid(5) = 0.993 at the start: nearly everything passes
+ALPHA_BOUND = 5.0  # a readout's alpha is clamped to [-5, 5]
 CACHE_SIZE = 8  # feature statistics kept by `feature_stats`
 
 
@@ -537,6 +545,226 @@ def iba(model: nn.Module, inputs: torch.Tensor, target, layer, beta: float = 10,
     return result, IBAHistory(loss=stacked("loss"), ce=stacked("ce"),
                               information=stacked("information"), maps=steps_maps,
                               alpha=torch.cat([c["alpha"] for c in chunks]))
+
+
+# --------------------------------------------------------------------------- Readout Bottleneck
+class _Moments(nn.Module):
+    """One layer's mu, sigma and active elements (`FeatureStats`) as buffers, so that they
+    travel with a `Readout`'s weights in its state dict."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(shape))
+        self.register_buffer("std", torch.ones(shape))
+        self.register_buffer("active", torch.ones(shape, dtype=torch.bool))
+
+
+class Readout(nn.Module):
+    """The readout network of the Readout Bottleneck: alpha for the bottleneck at one layer,
+    predicted from the features of several layers of the same model for the same input.
+
+        f_l: the features of readout layer l for x (a clean pass, no bottleneck)
+        f~_l = (f_l - mu_l) / sigma_l;  a vector (N, K) (an fc output) broadcast to (N, K, h, w);
+               each resized bilinearly to the bottleneck's h x w; all concatenated (N, D, h, w)
+        alpha = clamp( conv_3 relu conv_2 relu conv_1 f~, -5, 5 )     (1 x 1 convolutions:
+                                                   D -> D/2 -> 2C -> C channels)
+
+    Schulz et al. 2020, section 3.2, as the authors' `IBAReadout` (IBA/pytorch_readout.py):
+    the last convolution starts with weights x 1e-3 and bias 5, so the untrained readout gives
+    alpha ~ 5 everywhere, the per-sample bottleneck's starting point; alpha is clamped at
+    +-5 (lambda in [0.007, 0.993]). The later layers (and the logits) tell the readout what
+    the model makes of the input, the bottleneck's own layer where it is. One departure from
+    the authors' code: their readout's bottleneck divides by the unclamped std (only their
+    per-sample `analyze` clamps it at 0.01); here sigma_R is clamped as in `iba`, so that the
+    two bottlenecks share their statistics.
+
+    bottleneck: the layer's name; shape: its features per example (C, h, w); layers: {name:
+    features per example, (C_l, h_l, w_l) or (K,)}, the readout layers in order; sigma: the
+    smoothing of lambda the readout was trained with (as `iba`'s). The statistics of the
+    bottleneck (`stats()`) and of the readout layers are buffers, set with `set_stats`.
+    """
+
+    def __init__(self, bottleneck: str, shape, layers: dict, sigma: float | None = 1.0):
+        super().__init__()
+        self.bottleneck, self.shape, self.sigma = bottleneck, tuple(shape), sigma
+        self.layers = {name: tuple(s) for name, s in layers.items()}
+        self.bottleneck_stats = _Moments(self.shape)
+        self.layer_stats = nn.ModuleList(_Moments(s) for s in self.layers.values())
+        d, c = sum(s[0] for s in self.layers.values()), self.shape[0]
+        self.conv1 = nn.Conv2d(d, d // 2, 1)
+        self.conv2 = nn.Conv2d(d // 2, 2 * c, 1)
+        self.conv3 = nn.Conv2d(2 * c, c, 1)
+        with torch.no_grad():  # alpha ~ 5 at the start: nearly everything passes
+            self.conv3.bias.fill_(INITIAL_ALPHA)
+            self.conv3.weight.mul_(1e-3)
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """alpha (N, C, h, w) from the readout layers' features, in the order of `layers`."""
+        h, w = self.shape[1:]
+        maps = []
+        for f, moments in zip(features, self.layer_stats):
+            f = (f - moments.mean) / moments.std
+            if f.ndim == 2:  # (N, K) -> (N, K, h, w)
+                f = f[:, :, None, None].expand(-1, -1, h, w)
+            maps.append(F.interpolate(f, size=(h, w), mode="bilinear", align_corners=True))
+        alpha = self.conv3(F.relu(self.conv2(F.relu(self.conv1(torch.cat(maps, dim=1))))))
+        return alpha.clamp(-ALPHA_BOUND, ALPHA_BOUND)
+
+    def set_stats(self, bottleneck: FeatureStats, layers: list[FeatureStats]) -> None:
+        """Copy `feature_stats` of the bottleneck and of each readout layer into the buffers."""
+        pairs = [(self.bottleneck_stats, bottleneck), *zip(self.layer_stats, layers)]
+        names = [self.bottleneck, *self.layers]
+        if len(layers) != len(self.layers):
+            raise ValueError(f"give the statistics of the {len(self.layers)} readout layers "
+                             f"{list(self.layers)}, got {len(layers)}")
+        with torch.no_grad():
+            for (moments, stats), name in zip(pairs, names):
+                if stats.layer != name or tuple(stats.mean.shape) != moments.mean.shape:
+                    raise ValueError(f"statistics of layer {stats.layer!r} with shape "
+                                     f"{tuple(stats.mean.shape)} given for layer {name!r} of "
+                                     f"shape {tuple(moments.mean.shape)}")
+                moments.mean.copy_(stats.mean)
+                moments.std.copy_(stats.std)
+                moments.active.copy_(stats.active)
+
+    def stats(self) -> FeatureStats:
+        """The bottleneck layer's statistics, e.g. for `iba` at the same layer."""
+        m = self.bottleneck_stats
+        return FeatureStats(self.bottleneck, m.mean, m.std, m.active, n=0)
+
+
+def _readout_layers(model: nn.Module, inputs: torch.Tensor, readout) -> dict:
+    """{name: module} of the bottleneck and the readout layers, checked."""
+    if not isinstance(readout, Readout):
+        raise TypeError(f"readout must be a bottleneck.Readout (e.g. zoo.load_model("
+                        f"'cluttered-digits-readout')), got {type(readout).__name__}")
+    where = model_device(readout)
+    if where != inputs.device:
+        raise ValueError(f"the readout is on {where} but the inputs are on {inputs.device}; "
+                         f"move it, e.g. readout.to({str(inputs.device)!r})")
+    return dict(_layer(model, inputs, name) for name in [readout.bottleneck, *readout.layers])
+
+
+def _record(model: nn.Module, modules: dict, x: torch.Tensor, readout: Readout):
+    """One clean pass without autograd: (the logits, {layer name: its features}), each
+    layer's features checked against the shape the readout was trained with."""
+    record: dict = {}
+    handles = [m.register_forward_hook(
+        lambda mod, args, output, name=name: record.setdefault(name, _features(output)))
+        for name, m in modules.items()]
+    try:
+        with torch.no_grad():
+            logits = model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    expected = {readout.bottleneck: readout.shape, **readout.layers}
+    for name, shape in expected.items():
+        got = record.get(name)
+        if got is None:
+            raise ValueError(f"layer {name!r} did not run in the forward pass")
+        if not isinstance(got, torch.Tensor) or tuple(got.shape[1:]) != shape:
+            what = tuple(got.shape[1:]) if isinstance(got, torch.Tensor) else type(got)
+            raise ValueError(f"the readout was trained on features of shape {shape} at layer "
+                             f"{name!r}; this model and input give {what} there (another "
+                             f"model, or inputs of another size?)")
+    if logits.ndim != 2:
+        raise ValueError(f"the model must return (N, classes) scores, got shape "
+                         f"{tuple(logits.shape)}")
+    return logits, record
+
+
+def _readout_lambda(readout: Readout, record: dict) -> torch.Tensor:
+    """lambda = smooth(sigmoid(alpha)), alpha from the readout, clamped below 1 as in `iba`."""
+    alpha = readout([record[name] for name in readout.layers])
+    lam = smooth(torch.sigmoid(alpha), readout.sigma)
+    return lam.clamp(max=1 - torch.finfo(lam.dtype).eps)
+
+
+def readout_loss(model: nn.Module, inputs: torch.Tensor, target, readout: Readout,
+                 beta: float = 10, generator: torch.Generator | None = None):
+    """The Readout Bottleneck's training loss on a batch: `iba`'s loss, lambda from the readout.
+
+        lambda = smooth(sigmoid(readout(features of x))),  Z = lambda R + (1 - lambda) eps
+        loss = mean over the batch of  CE(f(Z), y) + beta * mean_elements capacity
+
+    Two passes: a clean one records the readout layers' features, a second one swaps the
+    bottleneck layer's output R for Z (one noise draw per input). Differentiable in the
+    readout's weights, not in the model's (the model runs without autograd below the layer;
+    keep its parameters frozen, as `zoo.load_model` does). Returns (loss, logits,
+    information): the logits of the bottlenecked pass and the information in nats per
+    element, both detached. Used by `zoo.readouts` to train the readout on the labels of
+    the training data (the authors: the ground-truth labels).
+    """
+    inputs = check_model_and_inputs(model, inputs, ndim=4)
+    check_number(beta, "beta", 0.0)
+    modules = _readout_layers(model, inputs, readout)
+    logits, record = _record(model, modules, inputs, readout)
+    t = check_target(target, inputs.shape[0], logits.shape[1], inputs.device)
+    st = readout.stats()
+    R, active = record[readout.bottleneck], st.active.to(inputs.dtype)
+    lam = _readout_lambda(readout, record)
+    eps = st.mean + st.std * torch.randn(R.shape, generator=generator, dtype=R.dtype,
+                                         device=R.device)
+    Z = (lam * R + (1 - lam) * eps) * active
+
+    def hook(mod, args, output):  # the second pass: R -> Z, autograd on from here
+        torch.set_grad_enabled(True)
+        return (Z, *output[1:]) if isinstance(output, tuple) else Z
+
+    handle = modules[readout.bottleneck].register_forward_hook(hook)
+    try:
+        with torch.no_grad():  # the hook turns autograd on; leaving this block restores it
+            logits = model(inputs)
+    finally:
+        handle.remove()
+    information = (kl_capacity(R, lam, st.mean, st.std) * active).mean()
+    loss = F.cross_entropy(logits, t) + beta * information
+    return loss, logits.detach(), information.detach()
+
+
+@options()
+def readout_bottleneck(model: nn.Module, inputs: torch.Tensor, target,
+                       readout: Readout) -> torch.Tensor:
+    """The Readout Bottleneck: IBA's map from one pass, alpha predicted by a trained network.
+
+        alpha = readout(features of x at several layers),  lambda = smooth(sigmoid(alpha))
+        map = sum over channels of KL(N(lambda r, (1 - lambda)^2) || N(0, 1)), in bits
+
+    Schulz, Sixt, Tombari & Landgraf, ICLR 2020, section 3.2. The per-sample bottleneck (`iba`)
+    optimises alpha for each input (10 steps of 10 noisy copies); the readout bottleneck
+    learns once, over a training set, to predict alpha from what the model computes for the
+    input (`Readout`, trained with `readout_loss`: `iba`'s loss with the training labels),
+    and then explains in one forward pass: the capacity depends on R and lambda only, so no
+    noise is drawn. The map: as `iba`'s, bits per place at the input's resolution.
+
+    readout: a trained `Readout` for this model (the zoo's `cluttered-digits-readout`, for
+    `cluttered-digits`: `xai-course train cluttered-digits-readout` retrains it), on the
+    inputs' device. target: checked as every method's, but the map does not depend on it:
+    the readout was trained with each input's true label and answers for what the model's
+    features show (the authors' `IBAReadout.analyze` likewise ignores its loss). For another
+    class, run `iba`.
+
+    Checked: against `iba` at the same layer with the same statistics (tests/test_bottleneck.py:
+    the correlation of the two maps, and their share of energy inside the digits' masks).
+    """
+    inputs = check_model_and_inputs(model, inputs, ndim=4)
+    modules = _readout_layers(model, inputs, readout)
+    rows = rows_per_pass(inputs, backward=False)
+    if not isinstance(target, int) or isinstance(target, bool):
+        target = check_target(target, inputs.shape[0], 2 ** 62, inputs.device)
+    maps = []
+    with unchanged(model), unchanged(readout), torch.no_grad():
+        st = readout.stats()
+        for start in range(0, inputs.shape[0], rows):
+            x = inputs[start:start + rows]
+            logits, record = _record(model, modules, x, readout)
+            check_target(target if isinstance(target, int) else target[start:start + rows],
+                         x.shape[0], logits.shape[1], x.device)
+            capacity = kl_capacity(record[readout.bottleneck], _readout_lambda(readout, record),
+                                   st.mean, st.std) * st.active
+            maps.append(capacity_map(capacity, inputs.shape[2:]))
+    return torch.cat(maps)
 
 
 # --------------------------------------------------------------------------- InputIBA

@@ -34,8 +34,10 @@ def _train(args) -> int:
     from . import zoo
 
     _, score = zoo.train(args.name, save=not args.no_save)
-    what = ("samples the classifier is confident about (p > 0.9)"
-            if zoo.model_info(args.name).generator else "test accuracy")
+    spec = zoo.model_info(args.name)
+    what = ("samples the classifier is confident about (p > 0.9)" if spec.generator
+            else f"test accuracy of {spec.explains} through the bottleneck" if spec.explains
+            else "test accuracy")
     print(f"{args.name}: {what} {score:.4f}")
     return 0
 

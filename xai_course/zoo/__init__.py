@@ -91,7 +91,9 @@ class ModelSpec:
     whose weights are not shipped (the ImageNet ones), else None. tabular: the model reads
     rows of a table (N, features), not images or texts. generator: the model draws inputs
     from a code z (a GAN's generator) instead of classifying them; its training script
-    returns the share of its samples the data's classifier is confident about.
+    returns the share of its samples the data's classifier is confident about. explains:
+    the model is a readout network that explains the zoo model of that name (chapter 07's
+    Readout Bottleneck), not a classifier of its own.
     """
 
     name: str
@@ -102,14 +104,15 @@ class ModelSpec:
     load: Callable[[], nn.Module] | None = None
     tabular: bool = False
     generator: bool = False
+    explains: str | None = None
 
 
 def _registry() -> tuple[dict[str, ModelSpec], dict[str, Callable[..., Dataset]]]:
-    from . import digits, generators, imagenet, photos, reviews, shapnets, tabular
+    from . import digits, generators, imagenet, photos, readouts, reviews, shapnets, tabular
 
     specs: dict[str, ModelSpec] = {}
     data: dict[str, Callable[..., Dataset]] = {}
-    for module in (digits, reviews, photos, imagenet, tabular, generators, shapnets):
+    for module in (digits, reviews, photos, imagenet, tabular, generators, shapnets, readouts):
         specs.update({s.name: s for s in module.MODELS})
         data.update(module.DATASETS)
     return specs, data
