@@ -3,7 +3,8 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# the browser tests: two processes (pytest-xdist); the Binder notebooks stay in one of them
+# the browser tests in two processes (pytest-xdist): every page in a real browser in one, the
+# notebooks in the fresh Binder venv in the other
 BROWSER_PROCESSES ?= -n 2 --dist loadgroup
 
 .PHONY: lab test test-browser lint clean
@@ -34,8 +35,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 lab: $(STAMP)
 	$(BIN)/xai-course lab --notebooks notebooks
 
-# ruff, then every test: the browser tests last, two at a time (a page waits for its kernel
-# or its browser most of the time; the Binder notebooks share one venv, so one process runs them)
+# ruff, then every test: the browser tests last, the Binder notebooks beside the pages
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -m "not browser"

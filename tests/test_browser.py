@@ -54,7 +54,10 @@ import pytest
 
 # A chapter's test runs its notebook and walks all its explorers: longer than the suite's
 # default limit per test on a busy 2-core machine.
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(1800)]
+# One test process runs every page, one at a time (`make test` runs the Binder notebooks in
+# the other): two pages drawing at once on 2 cores have left an explorer's figure undrawn
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(1800),
+              pytest.mark.xdist_group("browser")]
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -178,8 +181,7 @@ def stop(process: subprocess.Popen) -> None:
     psutil.wait_procs(alive, timeout=10)
 
 
-# session, not module: a test process alternates JupyterLab's and Voila's pages (and other files'
-# tests), and keeps one JupyterLab and one Chromium throughout
+# session, not module: one JupyterLab and one Chromium for every page of the test process
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory):
     """JupyterLab on a free localhost port with a token, on a copy of the notebooks (running
@@ -488,7 +490,6 @@ def walk_explorers(page, where: str, path: Path, page_name: str, pictures: list[
     assert failure is None, failure
 
 
-@pytest.mark.xdist_group("lab")  # one JupyterLab: one test process runs every page of it
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_chapter_in_jupyterlab(path, lab_page, lab):
     where = f"{path.name} in JupyterLab"
@@ -502,7 +503,6 @@ def test_chapter_in_jupyterlab(path, lab_page, lab):
     walk_explorers(lab_page, where, path, "lab", pictures, lab_page.run_all_at, full=True)
 
 
-@pytest.mark.xdist_group("lab")
 def test_the_checks_catch_an_error_in_the_outputs(lab_page, lab):
     """A notebook whose last cell raises: the page check must fail on its traceback."""
     nb = nbformat.v4.new_notebook(cells=[
