@@ -3,9 +3,6 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# the browser tests in two processes (pytest-xdist): every page in a real browser in one, the
-# notebooks in the fresh Binder venv in the other
-BROWSER_PROCESSES ?= -n 2 --dist loadgroup
 
 .PHONY: lab test test-browser lint clean
 
@@ -35,17 +32,16 @@ $(STAMP): pyproject.toml | $(BIN)/python
 lab: $(STAMP)
 	$(BIN)/xai-course lab --notebooks notebooks
 
-# ruff, then every test: the browser tests last, the Binder notebooks beside the pages
+# ruff, then every test, the browser tests included
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -m "not browser"
-	$(BIN)/python -m pytest -m browser $(BROWSER_PROCESSES)
+	$(BIN)/python -m pytest
 
 # Only the tests of the course in a real Chromium (JupyterLab and Voila) and in a fresh Binder
 # environment (`make test` runs them too). They need the system's Chromium (Debian:
-# apt-get install chromium) and skip without it; about 20 minutes on 2 cores.
+# apt-get install chromium) and skip without it; about 30 minutes on 2 cores.
 test-browser: $(STAMP)
-	$(BIN)/python -m pytest -m browser $(BROWSER_PROCESSES)
+	$(BIN)/python -m pytest -m browser
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

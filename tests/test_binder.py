@@ -128,8 +128,7 @@ def test_post_build_stops_at_the_first_failure(tmp_path):
 
 
 # --------------------------------------------------------------------------- a fresh venv
-# session, not module: a test process that runs other files' tests in between keeps the venv
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def binder_python(tmp_path_factory):
     """A fresh venv with binder/requirements.txt installed (pip runs from a copy of the
     repository, as repo2docker runs it from the repository's root)."""
@@ -171,7 +170,7 @@ def kernel_tree_peak(pid: int) -> int:
     return total
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def binder_kernels(binder_python, tmp_path_factory):
     """A kernel spec "binder" that starts the Binder venv's Python: its folder."""
     kernels = tmp_path_factory.mktemp("kernels")
@@ -183,7 +182,6 @@ def binder_kernels(binder_python, tmp_path_factory):
 
 
 @pytest.mark.browser
-@pytest.mark.xdist_group("binder")  # one venv for every notebook: one test process runs them
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs_headless_in_the_binder_environment_within_memory(path, binder_kernels,
                                                                         tmp_path, monkeypatch):

@@ -54,10 +54,7 @@ import pytest
 
 # A chapter's test runs its notebook and walks all its explorers: longer than the suite's
 # default limit per test on a busy 2-core machine.
-# One test process runs every page, one at a time (`make test` runs the Binder notebooks in
-# the other): two pages drawing at once on 2 cores have left an explorer's figure undrawn
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(1800),
-              pytest.mark.xdist_group("browser")]
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(1800)]
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -181,8 +178,7 @@ def stop(process: subprocess.Popen) -> None:
     psutil.wait_procs(alive, timeout=10)
 
 
-# session, not module: one JupyterLab and one Chromium for every page of the test process
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """JupyterLab on a free localhost port with a token, on a copy of the notebooks (running
     them in the browser saves outputs, and the committed notebooks stay without)."""
@@ -221,7 +217,7 @@ def lab(tmp_path_factory):
         stop(process)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
     if not CHROMIUM:
         if os.environ.get("CI"):
