@@ -87,28 +87,33 @@ def test_the_template_links_nothing_on_the_internet_and_voila_finds_it(tmp_path)
     environment.get_template("index.html.j2")  # compiles (the page it extends is found later)
 
 
-def test_a_figure_whose_structure_changes_gets_a_widget_built_from_it():
+def test_a_view_made_later_starts_from_the_figure_shown():
     """Voila draws a widget after the notebook has run, from the widget's state (what
-    `get_state()` sends a new view). The explorers draw their first figure into a new widget,
-    and `update_figure` returns a new widget whenever the figure's structure changes, so a
-    view made later starts from the figure shown. (An update in place reaches the views
-    that exist; a view made after it starts from the widget's last new figure.)"""
+    `get_state()` sends a new view); so does a reloaded page. `update_figure` keeps that state
+    up to date when it updates in place, and a new widget starts from its figure."""
     import numpy as np
     import plotly.graph_objects as go
 
-    from xai_course.widgets.base import update_figure
+    from xai_course.widgets.base import FigureWidget, update_figure
 
     def later_view(widget):  # the traces and layout a view made now starts from
         state = widget.get_state()
         return state["_widget_data"], state["_widget_layout"]
 
-    widget = update_figure(go.FigureWidget(), go.Figure(go.Heatmap(z=np.eye(3)),
-                                                        layout=dict(title="first")))
+    widget = update_figure(FigureWidget(), go.Figure(go.Heatmap(z=np.eye(3)),
+                                                     layout=dict(title="first")))
     data, layout = later_view(widget)
     assert [t["type"] for t in data] == ["heatmap"] and layout["title"]["text"] == "first"
     np.testing.assert_array_equal(np.asarray(data[0]["z"]), np.eye(3))
+    same = update_figure(widget, go.Figure(go.Heatmap(z=2 * np.eye(3)),
+                                           layout=dict(title="second")))
+    assert same is widget  # in place, and the state follows
+    data, layout = later_view(widget)
+    np.testing.assert_array_equal(np.asarray(data[0]["z"]), 2 * np.eye(3))
+    assert layout["title"]["text"] == "second"
     widget = update_figure(widget, go.Figure([go.Bar(y=[1, 2]), go.Scatter(y=[3, 1])]))
     assert [t["type"] for t in later_view(widget)[0]] == ["bar", "scatter"]
     bigger = update_figure(widget, go.Figure([go.Bar(y=[1, 2]), go.Scatter(y=[3, 1]),
                                               go.Scatter(y=[0, 1])]))
     assert bigger is not widget and len(later_view(bigger)[0]) == 3
+

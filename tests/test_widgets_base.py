@@ -570,16 +570,45 @@ def test_a_new_structure_swaps_the_widget_in_the_explorer(explorer):
     assert len(e.figure.data) == 4
 
 
+def later_view(widget: go.FigureWidget) -> list[dict]:
+    """The traces a view made now starts from (what `get_state()` sends a new view)."""
+    return widget.get_state()["_widget_data"]
+
+
+def test_a_new_figure_widget_opens_with_its_figure(monkeypatch):
+    """The browser's copy of a new FigureWidget is made with the figure in it: plotly's own
+    is made empty and gets the figure in a second message, and a view made in between
+    stayed empty (seen in the browser tests, under load: empty axes, the status drawn)."""
+    import comm
+
+    opened = []
+    create = comm.create_comm
+
+    def spy(**kwargs):
+        opened.append(kwargs["data"]["state"])
+        return create(**kwargs)
+
+    monkeypatch.setattr(comm, "create_comm", spy)
+    widget = base.FigureWidget(go.Figure([go.Heatmap(z=np.eye(3)), go.Scatter(y=[1, 2])],
+                                         layout=dict(title="first")))
+    assert len(opened) == 1
+    assert [t["type"] for t in opened[0]["_widget_data"]] == ["heatmap", "scatter"]
+    assert opened[0]["_widget_layout"]["title"]["text"] == "first"
+    assert widget.comm is not None and widget.data[1].y == (1, 2)
+
+
 def test_displayed_again_the_explorer_shows_the_current_figure(explorer, monkeypatch):
     import IPython.display
 
     e = explorer
     monkeypatch.setattr(IPython.display, "display", lambda *args: None)
-    e.sample_picker.value = 2  # drawn in place
-    first, z = e.figure, heat_z(explorer).copy()
-    e._ipython_display_()  # a second view of the explorer
-    assert e.figure is not first and e.figure_box.children == (e.figure,)
-    np.testing.assert_array_equal(heat_z(e), z)  # built from the current state
+    first = e.figure
+    for sample in (2, 3):  # drawn in place: the state a new view starts from follows
+        e.sample_picker.value = sample
+        assert e.figure is first
+        np.testing.assert_array_equal(np.asarray(later_view(e.figure)[1]["z"]), heat_z(e))
+    e._ipython_display_()  # a second view of the explorer: the same widget, up to date
+    assert e.figure is first and e.figure_box.children == (first,)
 
 
 def test_no_private_plotly_attributes_in_the_widgets():

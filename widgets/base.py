@@ -258,17 +258,43 @@ def figure_structure(fig: go.Figure) -> tuple:
             len(fig.layout.images))
 
 
+class FigureWidget(go.FigureWidget):
+    """plotly's FigureWidget, its front-end model made with the figure already in it.
+
+    plotly's FigureWidget opens its comm (the browser's copy of the widget) empty and sends
+    the figure in a second message. plotly's views draw what the copy holds when they are
+    made, then only listen to edits: a view made between the two messages (a busy browser,
+    an explorer drawing while it is displayed) showed empty axes for good. This one opens
+    its comm once the figure is in it.
+    """
+
+    _building = False
+
+    def __init__(self, *args, **kwargs):
+        self._building = True
+        try:
+            super().__init__(*args, **kwargs)
+        finally:
+            self._building = False
+        self.open()
+
+    def open(self) -> None:
+        if not self._building:
+            super().open()
+
+
 def update_figure(widget: go.FigureWidget, fig: go.Figure) -> go.FigureWidget:
     """Show `fig`: in `widget`, updated in place, when both have the same structure
-    (`figure_structure`); else in a new FigureWidget, which the caller puts in place of the
-    old one. Returns the widget that shows `fig`.
+    (`figure_structure`); else in a new `FigureWidget`, which the caller puts in place of
+    the old one. Returns the widget that shows `fig`.
 
     In place, every trace and the layout get `fig`'s properties (those `fig` does not set are
-    reset), in one message to the views. A new widget starts from `fig` itself: a view made
-    later (Voila renders after the notebook has run) shows it as it is.
+    reset), in one message to the views. plotly's edits reach only the views that exist and
+    are listening: the widget's state, which a view made later starts from (Voila's page,
+    the explorer displayed again, a reloaded page), is brought up to date too.
     """
     if figure_structure(widget) != figure_structure(fig):
-        return go.FigureWidget(fig)
+        return FigureWidget(fig)
     with widget.batch_update():
         for old, new in zip(widget.data, fig.data, strict=True):
             new_json = new.to_plotly_json()
@@ -280,6 +306,9 @@ def update_figure(widget: go.FigureWidget, fig: go.Figure) -> go.FigureWidget:
         widget.layout.update({k: None for k in widget.layout.to_plotly_json()
                               if k not in new_layout})
         widget.layout.update(new_layout, overwrite=True)
+    # plotly refreshes the state when the widget itself is displayed; an explorer displays
+    # its box, so ask for that refresh here
+    widget._repr_mimebundle_()
     return widget
 
 
@@ -636,7 +665,7 @@ class Explorer:
         self.options_box = widgets.HBox(layout=row)
         self.extra_box = widgets.HBox(layout=row)
         self.display_box = widgets.HBox(layout=row)
-        self.figure_box = widgets.Box([go.FigureWidget(layout=viz.layout(
+        self.figure_box = widgets.Box([FigureWidget(layout=viz.layout(
             presentation=self.presentation))], layout=widgets.Layout(width="100%"))
         self.status_line = widgets.HTML()
         self.note = widgets.HTML()
@@ -668,16 +697,7 @@ class Explorer:
     def show_figure(self, fig: go.Figure) -> None:
         """Show `fig`: in the FigureWidget on screen, or in a new one put in its place
         (`update_figure`); clicks on the traces named in `clickable` go to `clicked`."""
-        # Under Voila an update in place sometimes never reached the page (seen in the
-        # browser tests: a new sample computed, the old picture kept); a new widget always
-        # arrives whole. In JupyterLab the figure is updated in place: no flicker.
-        self._put(go.FigureWidget(fig) if _in_voila() else update_figure(self.figure, fig))
-
-    def _fresh_figure(self) -> None:
-        """A new FigureWidget built from the one on screen: views made from now on (the
-        explorer displayed once more) start from the current state, as views of a widget
-        updated in place would not."""
-        self._put(go.FigureWidget(self.figure))
+        self._put(update_figure(self.figure, fig))
 
     def _put(self, shown: go.FigureWidget) -> None:
         """Put `shown` on screen in place of the FigureWidget there (closed), unless it is
@@ -991,7 +1011,5 @@ class Explorer:
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
-        if self._started:  # displayed again: the new views get the current figure
-            self._fresh_figure()
         self.start()
         display(self.widget)

@@ -32,7 +32,7 @@ from plotly.subplots import make_subplots
 from xai_course import surrogates, viz
 from xai_course.convention import Option
 
-from .base import IMAGE_MODELS, Explorer, Request, Result, seeded, update_figure
+from .base import IMAGE_MODELS, Explorer, FigureWidget, Request, Result, seeded, update_figure
 
 __all__ = ["LimeExplorer", "TabularLime", "TreeRegularization", "tree_figure",
            "fidelity_by_depth", "DEPTHS"]
@@ -370,7 +370,7 @@ class TreeRegularization:
                                                base=10, min=-1, max=1, style=WIDE,
                                                continuous_update=False)
         self.button = widgets.Button(description="train", button_style="primary")
-        self.figure_box = widgets.Box([go.FigureWidget(layout=viz.layout(
+        self.figure_box = widgets.Box([FigureWidget(layout=viz.layout(
             presentation=presentation))], layout=widgets.Layout(width="100%"))
         self.status_line, self.error = widgets.HTML(), widgets.HTML()
         self.widget = widgets.VBox([widgets.HBox([self.strength, self.button]),
