@@ -70,6 +70,7 @@ def main():
     perturbation_chapter(model, x, y)
     activation_max_chapter()
     surrogates(model, x, y)
+    bottleneck_chapter(model, x, y)
     shapley_chapter()
 
 
@@ -149,6 +150,30 @@ def activation_max_chapter():
     fig.suptitle("06 · what the digits model wants to see, under four priors "
                  "(the judge's verdict)")
     fig.savefig(HERE / "06_activation_max.png", dpi=80, bbox_inches="tight")
+
+
+def bottleneck_chapter(model, x, y):
+    """Chapter 07: IBA at an early, a middle and a late layer, and InputIBA, on one canvas
+    with the digit's mask outlined."""
+    from xai_course.bottleneck import feature_stats, iba, input_iba
+
+    train = zoo.dataset("cluttered-digits", split="train", n=1000)
+    mask = zoo.dataset("cluttered-digits", n=1).mask[0]
+    maps = {}
+    for layer, places in (("relu1", "64x64"), ("relu3", "16x16"), ("relu5", "8x8")):
+        stats = feature_stats(model, f"features.{layer}", train.x)
+        maps[f"IBA at {layer} ({places})"] = iba(model, x, y, f"features.{layer}", stats=stats,
+                                                 generator=torch.Generator().manual_seed(0))[0]
+    stats = feature_stats(model, "features.relu3", train.x)
+    maps["InputIBA (relu3 prior)"] = input_iba(model, x, y, "features.relu3", stats=stats,
+                                               generator=torch.Generator().manual_seed(0))[0]
+    fig, axes = plt.subplots(1, 4, figsize=(10, 2.8))
+    for ax, (name, heat) in zip(axes, maps.items()):
+        show(ax, x[0], heat, title=name)
+        ax.contour(mask.numpy(), levels=[0.5], colors="cyan", linewidths=0.8)
+    fig.suptitle("07 · information bottlenecks: late layers blur, early ones lose the digit, "
+                 "InputIBA")
+    fig.savefig(HERE / "07_bottleneck.png", dpi=80, bbox_inches="tight")
 
 
 def shapley_chapter():

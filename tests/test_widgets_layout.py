@@ -17,6 +17,7 @@ import pytest
 
 from xai_course import viz
 from xai_course.widgets import (
+    bottleneck,
     cam,
     gradients,
     local_global,
@@ -196,6 +197,10 @@ CASES = {
     "05 lime": lambda: surrogates.LimeExplorer(models=["cluttered-digits", "digits"],
                                                samples=40, **KW),
     "05 table": lambda: surrogates.TabularLime(samples=60, **KW),
+    "07 playback": lambda: bottleneck.IBAPlayback(**KW),
+    "07 failures": lambda: bottleneck.LayerFailures(**KW),
+    "07 inputiba": lambda: bottleneck.InputIBAStages(epochs=1, **KW),
+    "07 text": lambda: bottleneck.TextBottleneck(epochs=1, **KW),
     "08 coalition": lambda: shapley.CoalitionGame(**KW),
     "08 convergence": lambda: shapley.Convergence(calls=(16, 64, 256), **KW),
     "08 layers": lambda: shapley.ShapNetLayers(**KW),

@@ -487,9 +487,10 @@ class LinearisationExplorer(_ImageExplorer):
                             horizontal_spacing=0.1, subplot_titles=(
                                 f"score along t · d ({result.request.extras['direction']})",
                                 f"x0 + t d at t = {t_now:.3g}"))
-        fig.add_trace(go.Scatter(x=e["ts"], y=e["exact"], name="S(x0 + t d): the model",
+        ts = e["ts"].numpy()
+        fig.add_trace(go.Scatter(x=ts, y=e["exact"].numpy(), name="S(x0 + t d): the model",
                                  mode="lines", line_color="#222222"), row=1, col=1)
-        fig.add_trace(go.Scatter(x=e["ts"], y=e["linear"], name="S(x0) + t d·∇S: the gradient",
+        fig.add_trace(go.Scatter(x=ts, y=e["linear"].numpy(), name="S(x0) + t d·∇S: the gradient",
                                  mode="lines", line=dict(color="#ee6677", dash="dash")),
                       row=1, col=1)
         # after the curves: plotly adds a shape to a row / col only once it holds data

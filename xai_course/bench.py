@@ -630,6 +630,12 @@ def peak_memory(setup: str, call: str) -> tuple[float, float]:
     return before, peak
 
 
+def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The Pearson correlation of two maps' values."""
+    return torch.corrcoef(torch.stack([a.flatten().double().cpu(),
+                                       b.flatten().double().cpu()]))[0, 1].item()
+
+
 def authors_iba(model, layer: str, data: torch.Tensor, x: torch.Tensor, target: int,
                 steps: int = 10, samples: int = 10) -> Callable[[], torch.Tensor] | None:
     """The authors' per-sample bottleneck (BioroboticsLab/IBA, `IBA.pytorch.IBA`) on the same
@@ -729,6 +735,14 @@ def bottleneck_cases(device: torch.device, quick: bool = False, out=print) -> li
             cases.append(Case(name, ours, theirs, "authors' IBA (BioroboticsLab/IBA)",
                               repeat=1 if slow else None, target=SAME_PASSES,
                               same_result=False))
+            if not slow:
+                torch.manual_seed(0)  # their noise: torch's global generator, seed 0 as ours
+                mine, authors = ours(), theirs()
+                other_seed = iba(model, x1, t, layer, stats=stats,
+                                 generator=torch.Generator(device=device).manual_seed(1))
+                out(f"  {label}: Pearson correlation of the maps, ours against the authors' "
+                    f"(seed 0): {pearson(mine, authors):.4f}; ours, seed 0 against seed 1: "
+                    f"{pearson(mine, other_seed):.4f}")
     digit_stats = feature_stats(digits, "features.relu3", train)
 
     def staged() -> torch.Tensor:
@@ -809,6 +823,7 @@ def explorers_built_by_the_notebooks() -> list[tuple[str, Callable]]:
     notebook gives it at full size (the notebooks' `FAST` switch off)."""
     from . import gradients, perturbation
     from .widgets import activation_max as w_activation_max
+    from .widgets import bottleneck as w_bottleneck
     from .widgets import cam as w_cam
     from .widgets import gradients as w_gradients
     from .widgets import local_global as w_local
@@ -852,6 +867,10 @@ def explorers_built_by_the_notebooks() -> list[tuple[str, Callable]]:
         ("06 LatentWalk", lambda **k: w_activation_max.LatentWalk(steps=100, **k)),
         ("06 FourPriors", lambda **k: w_activation_max.FourPriors(steps=100, **k)),
         ("06 GeneratorSamples", lambda **k: w_activation_max.GeneratorSamples(counted=500, **k)),
+        ("07 IBAPlayback", lambda **k: w_bottleneck.IBAPlayback(**k)),
+        ("07 LayerFailures", lambda **k: w_bottleneck.LayerFailures(**k)),
+        ("07 InputIBAStages", lambda **k: w_bottleneck.InputIBAStages(**k)),
+        ("07 TextBottleneck", lambda **k: w_bottleneck.TextBottleneck(**k)),
         ("08 CoalitionGame", lambda **k: w_shapley.CoalitionGame(**k)),
         ("08 Convergence", lambda **k: w_shapley.Convergence(**k)),
         ("08 ShapNetLayers", lambda **k: w_shapley.ShapNetLayers(**k)),

@@ -92,6 +92,7 @@ __all__ = [
     "pointing_game",
     "energy_in_mask",
     "effective_heat_ratio",
+    "correlation_length",
     "randomisable_layers",
     "sanity_check",
 ]
@@ -786,6 +787,27 @@ def effective_heat_ratio(attribution: torch.Tensor, mask: torch.Tensor,
         mass = (inside * h).sum(1) if weight_by_heat else inside.sum(1)
         scores.append(torch.trapezoid(mass / above.sum(1).clamp_min(1), qs))
     return torch.stack(scores)
+
+
+def correlation_length(maps: torch.Tensor, level: float = 0.5) -> np.ndarray:
+    """How coarse a map is: per map (N, H, W), the shift in pixels at which the map's
+    correlation with itself, shifted along the rows or the columns, first falls below
+    `level` (the mean of the two axes). A map made of blocks of s pixels stays correlated
+    over ~s pixels: the larger this length, the coarser the map (its effective resolution is
+    H / length places)."""
+    lengths = []
+    for m in maps.double():
+        per_axis = []
+        for axis in (0, 1):
+            size = m.shape[axis]
+            for k in range(1, size):
+                a = m.narrow(axis, 0, size - k).flatten()
+                b = m.narrow(axis, k, size - k).flatten()
+                if torch.corrcoef(torch.stack([a, b]))[0, 1] < level:
+                    break
+            per_axis.append(k)
+        lengths.append(np.mean(per_axis))
+    return np.array(lengths)
 
 
 # --------------------------------------------------------------------------- sanity checks
