@@ -265,8 +265,7 @@ class FigureWidget(go.FigureWidget):
     the figure in a second message. plotly's views draw what the copy holds when they are
     made, then only listen to edits: a view made between the two messages (a busy browser,
     an explorer drawing while it is displayed) showed empty axes for good. This one opens
-    its comm once the figure is in it. Its figures follow the width of their box when the
-    window is resized.
+    its comm once the figure is in it.
     """
 
     _building = False
@@ -275,9 +274,6 @@ class FigureWidget(go.FigureWidget):
         self._building = True
         try:
             super().__init__(*args, **kwargs)
-            # plotly.js's own config: redraw at the box's width when the window is resized
-            # (the presentation page asks for that once Voila has put a figure on the page)
-            self._config = {**self._config, "responsive": True}
         finally:
             self._building = False
         self.open()
@@ -669,7 +665,7 @@ class Explorer:
         self.options_box = widgets.HBox(layout=row)
         self.extra_box = widgets.HBox(layout=row)
         self.display_box = widgets.HBox(layout=row)
-        self.figure_box = widgets.VBox([FigureWidget(layout=viz.layout(
+        self.figure_box = widgets.Box([FigureWidget(layout=viz.layout(
             presentation=self.presentation))], layout=widgets.Layout(width="100%"))
         self.status_line = widgets.HTML()
         self.note = widgets.HTML()

@@ -260,8 +260,7 @@ class LayerFailures(Explorer):
         n = len(self.layers)
         titles = [viz.wrap(f"{layer} ({e['places'][layer]} places): {e['energy'][layer]:.0%} "
                            f"in the mask", 30) for layer in self.layers]
-        titles += ["share of the map's energy in the mask",
-                   "correlation length (px): how coarse"]
+        titles += ["energy in the mask", "correlation length (px)"]
         # a grid of 2n columns: n maps of two columns each above, two charts of n below
         specs = [[{"colspan": 2}, None] * n, [{"colspan": n}] + [None] * (n - 1)
                  + [{"colspan": n}] + [None] * (n - 1)]
@@ -363,20 +362,20 @@ class InputIBAStages(Explorer):
         seconds, energy = e["seconds"], e["energy"]
         titles = [
             viz.wrap(f"1 · feature IBA at {e['layer']}, bits: {energy['feature']:.0%} in "
-                     f"the mask ({seconds['feature IBA']:.1f} s)", 24),
+                     f"the mask ({seconds['feature IBA']:.1f} s)", 20),
             viz.wrap(f"2 · the GAN's mask λ_G: {energy['prior']:.0%} ({seconds['GAN']:.1f} s)",
-                     24),
+                     20),
             viz.wrap(f"3 · InputIBA's λ: {energy['input']:.0%} ({seconds['input IBA']:.1f} s)",
-                     24),
+                     20),
             viz.wrap(f"Readout Bottleneck, one pass, bits: {energy['readout']:.0%} "
-                     f"({e['readout_ms']:.0f} ms)", 24),
+                     f"({e['readout_ms']:.0f} ms)", 20),
             "2 · the GAN's training: Wasserstein losses",
             "3 · the input bottleneck's loss",
         ]
         specs = [[{}, {}, {}, {}], [{"colspan": 2}, None, {"colspan": 2}, None]]
         fig = make_subplots(rows=2, cols=4, specs=specs, subplot_titles=titles,
                             row_heights=[0.55, 0.45], vertical_spacing=0.24,
-                            horizontal_spacing=0.06)
+                            horizontal_spacing=0.1)
         image = request.x[0].cpu()
         for col, key in enumerate(("feature", "prior", "input", "readout"), 1):
             zmax = 1.0 if key in ("prior", "input") else None  # lambda: on [0, 1]

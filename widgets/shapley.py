@@ -610,12 +610,17 @@ class Regularisation(Explorer):
                 ("sparsity", [r.sparsity for r in runs], "#4477aa", ".1%"),
                 ("mean L1 of φ", [r.l1 for r in runs], "#ee6677", ".3~g"),
                 ("test accuracy", [r.accuracy for r in runs], "#228833", ".1%")), 1):
-            fig.add_trace(go.Scatter(x=labels, y=values, mode="lines+markers", name=name,
-                                     showlegend=False, line=dict(color=colour, width=2),
-                                     hovertemplate=f"λ = %{{x}}: %{{y:{form}}}<extra></extra>"),
+            # the strengths evenly spaced at 0, 1, 2, ..., labelled with their values (an axis
+            # of type "category" came back linear after an update in place)
+            fig.add_trace(go.Scatter(x=list(range(len(runs))), y=values, mode="lines+markers",
+                                     name=name, showlegend=False, customdata=labels,
+                                     line=dict(color=colour, width=2),
+                                     hovertemplate=f"λ = %{{customdata}}: %{{y:{form}}}"
+                                                   "<extra></extra>"),
                           row=1, col=col)
             fig.add_vline(x=k, line=dict(color="#888888", dash="dot", width=1), row=1, col=col)
-            fig.update_xaxes(title_text="strength λ", type="category", row=1, col=col)
+            fig.update_xaxes(title_text="strength λ", tickvals=list(range(len(runs))),
+                             ticktext=labels, range=[-0.5, len(runs) - 0.5], row=1, col=col)
             fig.update_yaxes(tickformat=form, row=1, col=col)
         names = getattr(request.data, "features", None) or [
             f"feature {j}" for j in range(len(e["phi"][plain]))]

@@ -370,7 +370,7 @@ class TreeRegularization:
                                                base=10, min=-1, max=1, style=WIDE,
                                                continuous_update=False)
         self.button = widgets.Button(description="train", button_style="primary")
-        self.figure_box = widgets.VBox([FigureWidget(layout=viz.layout(
+        self.figure_box = widgets.Box([FigureWidget(layout=viz.layout(
             presentation=presentation))], layout=widgets.Layout(width="100%"))
         self.status_line, self.error = widgets.HTML(), widgets.HTML()
         self.widget = widgets.VBox([widgets.HBox([self.strength, self.button]),

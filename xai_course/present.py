@@ -50,30 +50,6 @@ TEMPLATE_FILES = {
     }
   </style>
   {{ super.super() }}
-  <script>
-    /* plotly draws a figure before Voila puts it on the page, at its default width of
-       700 px; once a figure is on the page, a window resize event makes the (responsive)
-       figures fill their boxes */
-    (() => {
-      const sized = new WeakSet();
-      let pending = null;
-      new MutationObserver(() => {
-        let fresh = false;
-        for (const figure of document.querySelectorAll(".js-plotly-plot")) {
-          if (!sized.has(figure)) {
-            sized.add(figure);
-            fresh = true;
-          }
-        }
-        if (fresh && pending === null) {
-          pending = setTimeout(() => {
-            pending = null;
-            window.dispatchEvent(new Event("resize"));
-          }, 50);
-        }
-      }).observe(document.documentElement, {childList: true, subtree: true});
-    })();
-  </script>
 {%- endblock notebook_css -%}
 """,
 }
