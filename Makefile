@@ -39,7 +39,7 @@ test: $(STAMP)
 
 # Only the tests of the course in a real Chromium (JupyterLab and Voila) and in a fresh Binder
 # environment (`make test` runs them too). They need the system's Chromium (Debian:
-# apt-get install chromium) and skip without it; about 30 minutes on 2 cores.
+# apt-get install chromium) and skip without it; about 18 minutes on 2 cores.
 test-browser: $(STAMP)
 	$(BIN)/python -m pytest -m browser
 
