@@ -343,6 +343,21 @@ STILL_JS = """([selector, settle]) => {
 }"""
 
 
+def slider_moved_to(handle, value: int, timeout: float = 10.0) -> bool:
+    """Whether the slider whose handle this is has the value `value` within `timeout`
+    seconds (its handle's aria-valuenow); True when the slider has no such handle."""
+    if not handle.count():
+        return True
+    deadline = time.monotonic() + timeout
+    while True:
+        now = handle.first.get_attribute("aria-valuenow")
+        if now is not None and float(now) == value:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.25)
+
+
 def move_main_explorer(page, where: str, screenshot: Path, views: int,
                        outputs: str = ".jp-OutputArea") -> None:
     """Pick the next sample in the first explorer; its figure must change. An explorer that
@@ -359,10 +374,14 @@ def move_main_explorer(page, where: str, screenshot: Path, views: int,
                         if readouts.nth(i).inner_text().strip().isdigit()), None)
         assert readout is not None, f"{where}: the main explorer has no integer slider to move"
     value = int(readout.inner_text())
-    readout.click()
-    readout.press("Control+A")
-    readout.press_sequentially(str(value + 1))
-    readout.press("Enter")
+    handle = readout.locator("xpath=..").locator(".noUi-handle[aria-valuenow]")
+    for _ in range(2):  # an edit of the readout was once lost on a busy page: type it again
+        readout.click()
+        readout.press("Control+A")
+        readout.press_sequentially(str(value + 1))
+        readout.press("Enter")
+        if slider_moved_to(handle, value + 1):
+            break
     try:
         # queried anew each time: plotly may replace the SVG element when it redraws
         page.wait_for_function("""([selector, before]) => {
