@@ -361,7 +361,7 @@ def token_figure(tokens: Sequence[str], scores, relevant=None, title: str | None
     bounds = dict(zmin=-1.0, zmax=1.0) if normalize is not None else {}  # all-zero: still white
     heat = go.Heatmap(
         z=z, text=text, customdata=raw, texttemplate="%{text}", colorscale=DIVERGING, zmid=0.0,
-        **bounds, textfont=dict(color="#222222"),
+        **bounds,  # no text colour: plotly picks dark or light against each cell's colour
         xgap=3, ygap=3, showscale=False, name="score",
         hovertemplate="%{text}: %{customdata:.3g}<extra></extra>",
     )
