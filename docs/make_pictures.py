@@ -72,6 +72,7 @@ def main():
     surrogates(model, x, y)
     bottleneck_chapter(model, x, y)
     shapley_chapter()
+    evaluation_chapter()
 
 
 def perturbation_chapter(model, x, y):
@@ -230,6 +231,36 @@ def shapley_chapter():
         show(ax, digit[0].expand(3, -1, -1), value, title=title)
     fig.suptitle("08 · Shapley values: exact, estimated, and from a ShapNet's forward pass")
     fig.savefig(HERE / "08_shapley.png", dpi=80, bbox_inches="tight")
+
+
+def evaluation_chapter():
+    """Chapter 09: the toy set, and the shipped ROAR, KAR and no-retraining sweeps."""
+    from xai_course import evaluation
+
+    toy = evaluation.toy_roar()
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.2), layout="constrained")
+    for retrained, style in ((True, "-"), (False, ":")):
+        part = toy[toy.retrained == retrained]
+        for ranking in ("true", "random", "inverted"):
+            means = part[part.ranking == ranking].groupby("removed")["accuracy"].mean()
+            colour = {"true": "C0", "random": "C1", "inverted": "C2"}[ranking]
+            axes[0].plot(means.index, means.values, style, color=colour, label=f"{ranking}"
+                         f"{'' if retrained else ', not retrained'}")
+    axes[0].set(xlabel="features removed (of 16)", ylabel="accuracy", title="toy set")
+    axes[0].legend(fontsize=6)
+    shown = ("oracle", "random", "sobel", "GRAD", "SG-SQ", "VAR-GRAD", "GRAD-CAM")
+    for ax, sweep, title in ((axes[1], "roar", "ROAR (retrained)"),
+                             (axes[2], "no-retrain", "removed, not retrained"),
+                             (axes[3], "kar", "KAR (top t kept)")):
+        table = evaluation.shipped_table(f"{sweep}-cluttered-digits")
+        for name in shown:
+            means = table[table.estimator == name].groupby("fraction")["accuracy"].mean()
+            ax.plot(means.index, means.values, "o-", markersize=3, label=name)
+        ax.set(xlabel="fraction of the values removed" if sweep != "kar"
+               else "fraction kept", ylabel="test accuracy", title=title, ylim=(0, 1))
+    axes[1].legend(fontsize=6)
+    fig.suptitle("09 · evaluating explanations: the toy set, and ROAR / KAR on cluttered-digits")
+    fig.savefig(HERE / "09_evaluation.png", dpi=80, bbox_inches="tight")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ def run(*args, timeout=300, env=None):
 def test_help_lists_the_commands():
     out = run("--help")
     assert out.returncode == 0
-    for command in ("lab", "train", "fetch-weights", "bench"):
+    for command in ("lab", "train", "fetch-weights", "bench", "roar", "present"):
         assert command in out.stdout
 
 
@@ -140,3 +140,30 @@ def test_bench_notebooks_runs_each_notebook_at_full_size(tmp_path, monkeypatch):
     assert os.environ["XAI_COURSE_FAST"] == "1"  # given back
     with pytest.raises(FileNotFoundError, match="no chapter notebooks"):
         bench.notebook_times(str(tmp_path / "nowhere"))
+
+
+
+def test_roar_writes_the_three_sweeps_and_resumes(tmp_path, monkeypatch):
+    """`xai-course roar` on a tiny configuration (16 + 8 canvases, the gradient and the three
+    controls, each job's retraining replaced by a recorder): the three tables are written,
+    and a second run finds every job done."""
+    import functools
+
+    import pandas as pd
+
+    from xai_course import evaluation, zoo
+
+    monkeypatch.setattr(evaluation, "sweep_data", lambda: (
+        zoo.dataset("cluttered-digits", split="train", n=16), zoo.dataset("cluttered-digits", n=8)))
+    monkeypatch.setattr(evaluation, "course_estimators", lambda: {
+        "GRAD": evaluation.paper_estimators()["GRAD"]})
+    monkeypatch.setattr(evaluation, "train_canvas_model", functools.partial(
+        evaluation.train_canvas_model, epochs=1, width=8))
+    jobs = []
+    monkeypatch.setattr(evaluation, "_roar_point", lambda *args: jobs.append(args) or (0.5, 1.0))
+    assert cli.main(["roar", "--seeds", "2", "--out", str(tmp_path)]) == 0
+    assert len(jobs) == 4 * 5 * 2 + 4 * 5 + 4 * 5  # ROAR with 2 seeds, KAR, no retraining
+    assert cli.main(["roar", "--seeds", "2", "--out", str(tmp_path)]) == 0
+    assert len(jobs) == 80  # nothing left to run
+    for sweep, rows in (("roar", 40), ("kar", 20), ("no-retrain", 20)):
+        assert len(pd.read_csv(tmp_path / f"{sweep}-cluttered-digits.csv")) == rows

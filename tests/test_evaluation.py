@@ -402,3 +402,88 @@ def test_feature_ranks_and_removal_by_hand():
     assert evaluation.remove_features(x, ranks, 0.5, fill).tolist() == [[[1.0, 0.0, 0.0, 4.0]]]
     assert evaluation.remove_features(x, ranks, 0.5, fill, keep=True).tolist() == \
         [[[0.0, 2.0, 3.0, 0.0]]]
+
+
+# --------------------------------------------------------------------------- cluttered-digits
+def _mean_accuracy(table):
+    """estimator -> accuracy averaged over fractions and seeds (the area under the curve, up
+    to a constant: every estimator has the same fractions)."""
+    return table.groupby("estimator", sort=False)["accuracy"].mean()
+
+
+def test_roar_on_cluttered_digits_fast_configuration():
+    """The shipped recipe on half the canvases: 2,000 training and 300 test canvases, 50% of
+    the values removed, one seed. Removing the oracle's 50% removes every digit: chance (the
+    Sobel edges may get there too, within a few canvases)."""
+    train, test = data = evaluation.sweep_data(2000, 300)
+    train_fn = evaluation.train_canvas_model
+    model = train_fn(train, 0)
+    clean = zoo.accuracy(model, test)
+    course = evaluation.course_estimators()
+    estimators = {name: course[name] for name in ("GRAD", "GRAD-CAM")}
+    table = evaluation.roar(estimators, data, train_fn, fractions=(0.5,), seeds=1, model=model,
+                            progress=False)
+    accuracy = dict(zip(table["estimator"], table["accuracy"]))
+    print(f"\nROAR, fast configuration, 50% removed (clean: {clean:.3f}):\n{table.to_string()}")
+    assert clean > 0.6
+    assert accuracy["oracle"] < 0.2 and accuracy["oracle"] <= min(accuracy.values()) + 0.03
+    assert accuracy["random"] == max(accuracy.values())
+    assert accuracy["random"] > accuracy["oracle"] + 0.4
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return {name: evaluation.shipped_table(f"{name}-cluttered-digits")
+            for name in evaluation.SWEEPS}
+
+
+def test_the_shipped_sweeps_are_complete_and_say_how_they_were_made(shipped):
+    names = [*evaluation.course_estimators(), "random", "sobel", "oracle"]
+    for sweep, seeds in (("roar", 2), ("kar", 1), ("no-retrain", 1)):
+        table, settings = shipped[sweep], shipped[sweep].attrs["settings"]
+        assert settings["n_train"] == 4000 and settings["n_test"] == 500
+        assert settings["keep"] is (sweep == "kar") and settings["fill"] == "channel-mean"
+        assert sorted(set(table["estimator"])) == sorted(names), sweep
+        assert len(table) == len(names) * 5 * seeds, sweep
+        assert table.groupby(["estimator", "fraction"]).size().eq(seeds).all(), sweep
+    assert shipped["roar"].attrs["settings"]["train_fn"] == \
+        "xai_course.evaluation.train_canvas_model"
+    assert shipped["no-retrain"].attrs["settings"]["train_fn"].endswith(
+        "as_trained(ClutteredDigitsCNN)")
+
+
+def test_a_shipped_roar_point_is_reproduced():
+    """The oracle at 50% removed, seed 0, recomputed at the shipped size: the controls' ranks
+    (seeded) and one retraining (one thread, seeded)."""
+    data = evaluation.sweep_data()
+    ranks = evaluation.rank_features({}, data, None, progress=False)
+    point = evaluation.roar({}, data, evaluation.train_canvas_model, fractions=(0.5,),
+                            seeds=(0,), controls=("oracle",), ranks=ranks, progress=False)
+    table = evaluation.shipped_table("roar-cluttered-digits")
+    shipped = table.query("estimator == 'oracle' and fraction == 0.5 and seed == 0")
+    print(f"\noracle, 50% removed, seed 0: recomputed {point['accuracy'].iloc[0]:.4f}, "
+          f"shipped {shipped['accuracy'].iloc[0]:.4f}")
+    assert abs(point["accuracy"].iloc[0] - shipped["accuracy"].iloc[0]) <= 0.01
+
+
+def test_the_shipped_roar_sweep_oracle_fastest_random_slowest(shipped):
+    """The shipped sweep (`xai-course roar`): the oracle removes the digit, so up to half
+    removed it degrades accuracy most; random degrades it least from 30% on, and on average
+    over the fractions. Beyond half, the oracle's accuracy climbs back: the removal's shape
+    (an untouched hole where the digit was) tells the digit, the leak ROAD closes. Printed:
+    where every estimator falls."""
+    means = {sweep: table.groupby(["estimator", "fraction"], sort=False)["accuracy"].mean()
+             .unstack("fraction") for sweep, table in shipped.items()}
+    for sweep, table in means.items():
+        print(f"\n{sweep}, test accuracy (mean over seeds):\n{table.round(3).to_string()}")
+    roar = means["roar"]
+    average = _mean_accuracy(shipped["roar"]).sort_values()
+    print("\nROAR, averaged over the fractions (lower: a better estimator):\n"
+          + average.round(3).to_string())
+    for t in (0.1, 0.3, 0.5):
+        assert roar[t].idxmin() == "oracle", t
+    for t in (0.3, 0.5, 0.7, 0.9):
+        assert roar[t].idxmax() == "random", t
+    assert average.idxmax() == "random"
+    assert average["SG-SQ"] < average["GRAD"] and average["VAR-GRAD"] < average["GRAD"]
+    assert roar.loc["oracle", 0.9] > roar.loc["oracle", 0.5] + 0.2  # the shape's leak

@@ -19,6 +19,7 @@ from xai_course import viz
 from xai_course.widgets import (
     bottleneck,
     cam,
+    evaluation,
     gradients,
     local_global,
     perturbation,
@@ -205,6 +206,10 @@ CASES = {
     "08 convergence": lambda: shapley.Convergence(calls=(16, 64, 256), **KW),
     "08 layers": lambda: shapley.ShapNetLayers(**KW),
     "08 regularisation": lambda: shapley.Regularisation(strengths=(0.0, 0.1), epochs=3, **KW),
+    "09 toy roar": lambda: evaluation.ToyROAR(seeds=2, **KW),
+    "09 sanity": lambda: evaluation.SanityGallery(**KW),
+    "09 roar curves": lambda: evaluation.ROARCurves(**KW),
+    "09 leaderboard": lambda: evaluation.Leaderboard(canvases=1, **KW),
 }
 
 

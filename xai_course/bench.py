@@ -800,6 +800,97 @@ def bottleneck_cases(device: torch.device, quick: bool = False, out=print) -> li
     return cases
 
 
+def evaluation_cases(device: torch.device, quick: bool = False, out=print) -> list[Case]:
+    """Chapter 09. The toy ROAR sweep (target: under 10 s); the deletion curve of Grad-CAM on
+    the digits model against Quantus' `PixelFlipping` (the same curve, see
+    tests/test_evaluation.py) and ROAD's noisy linear imputation against pytorch-grad-cam's,
+    when they are installed; one ROAR point on `cluttered-digits` at the shipped size
+    (ranking the 4,500 canvases by one estimator, then retraining; target: under 60 s),
+    for the cheapest and a 15-sample estimator. Then the shipped sweeps' time, serial and
+    with a 2-worker process pool, from 4 jobs timed both ways. quick: no ROAR.
+    """
+    import concurrent.futures
+    import functools
+
+    import numpy as np
+
+    from . import cam, evaluation, zoo
+
+    cases = [Case("toy_roar (16-d, 5 seeds, 10,000 + 10,000)", lambda: torch.tensor(
+        evaluation.toy_roar()["accuracy"].to_numpy()), None, "(no reference)", repeat=3,
+        limit=10.0)]
+    digits = zoo.load_model("digits", device)
+    data = zoo.dataset("digits", n=16)
+    x, y = data.x.to(device), data.y.to(device)
+    attr = cam.grad_cam(digits, x, y)
+    try:
+        import quantus
+    except ImportError:
+        quantus = None
+    if quantus is not None and device.type == "cpu":
+        flipping = quantus.PixelFlipping(perturb_baseline="black", features_in_step=16,
+                                         normalise=False, abs=False, disable_warnings=True)
+        cases.append(Case(
+            "deletion curve digits 16 images, 64 steps",
+            lambda: evaluation.deletion_insertion(digits, x, y, attr, steps=64)[0].scores[:, 1:],
+            lambda: torch.tensor(np.array(flipping(
+                model=digits, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=attr[:, None].numpy(),
+                device="cpu", softmax=True, channel_first=True))),
+            "quantus PixelFlipping (black)", same_result=False))
+    try:
+        from pytorch_grad_cam.metrics.road import NoisyLinearImputer
+    except ImportError:
+        NoisyLinearImputer = None
+    if NoisyLinearImputer is not None:
+        image = zoo.dataset("cluttered-digits", n=1).x[0]
+        missing = torch.rand(64, 64, generator=torch.Generator().manual_seed(0)) < 0.5
+        cases.append(Case(
+            "ROAD noisy linear imputation 3 x 64 x 64, half missing",
+            lambda: evaluation.noisy_linear_imputation(image, missing, noise=0.0),
+            lambda: NoisyLinearImputer(noise=0.0)(image, (~missing).float()),
+            "pytorch-grad-cam NoisyLinearImputer"))
+    if quick:
+        return cases
+    train, test = data = evaluation.sweep_data()
+    model = evaluation.train_canvas_model(train, 0)
+    estimators = evaluation.course_estimators()
+
+    def point(name: str) -> torch.Tensor:
+        ranks = evaluation.rank_features({name: estimators[name]}, data, model, controls=(),
+                                         progress=False)
+        table = evaluation.roar({name: estimators[name]}, data, evaluation.train_canvas_model,
+                                fractions=(0.5,), seeds=(0,), controls=(), ranks=ranks,
+                                progress=False)
+        out(f"  one ROAR point, {name} at 50% removed, seed 0: test accuracy "
+            f"{table['accuracy'].iloc[0]:.3f}")
+        return torch.tensor(table["accuracy"].to_numpy())
+
+    for name in ("GRAD", "SG-SQ"):
+        cases.append(Case(f"one ROAR point cluttered-digits {name}", functools.partial(
+            point, name), None, "(no reference; 4,000 + 500 canvases, retraining included)",
+            repeat=1, limit=60.0))
+    ranks = evaluation.rank_features({}, data, None, progress=False)
+    jobs = dict(estimators={}, dataset=data, train_fn=evaluation.train_canvas_model,
+                fractions=(0.5,), seeds=(0, 1), controls=("random", "oracle"), ranks=ranks,
+                progress=False)
+    start = time.perf_counter()
+    serial = evaluation.roar(**jobs)
+    serial_s = time.perf_counter() - start
+    start = time.perf_counter()
+    with concurrent.futures.ProcessPoolExecutor(2) as pool:
+        pooled = evaluation.roar(executor=pool, **jobs)
+    pooled_s = time.perf_counter() - start
+    shipped = {name: len(evaluation.shipped_table(f"{name}-cluttered-digits"))
+               for name in evaluation.SWEEPS}
+    retrained = shipped["roar"] + shipped["kar"]
+    out(f"  4 ROAR jobs: serial {serial_s:.0f} s, 2-worker pool {pooled_s:.0f} s (speed-up "
+        f"{serial_s / pooled_s:.2f}); the same table: {pooled.equals(serial)}")
+    out(f"  the shipped sweeps retrain {retrained} times ({shipped}): about "
+        f"{retrained * serial_s / 4 / 60:.0f} min serial, {retrained * pooled_s / 4 / 60:.0f} min "
+        f"with 2 workers, after the explaining (every estimator on 4,500 canvases)")
+    return cases
+
+
 CHAPTERS: dict[str, Callable[..., list[Case]]] = {
     "local_global": local_global_cases,
     "gradients": gradients_cases,
@@ -809,6 +900,7 @@ CHAPTERS: dict[str, Callable[..., list[Case]]] = {
     "activation_max": activation_max_cases,
     "bottleneck": bottleneck_cases,
     "shapley": shapley_cases,
+    "evaluation": evaluation_cases,
     "fast": fast_cases,
 }
 
@@ -819,12 +911,13 @@ RUN_ALL = 60.0  # seconds: a chapter notebook run top to bottom at full size
 
 
 def explorers_built_by_the_notebooks() -> list[tuple[str, Callable]]:
-    """(label, build) for the explorers of chapters 00-08, each built with the arguments its
+    """(label, build) for the explorers of chapters 00-09, each built with the arguments its
     notebook gives it at full size (the notebooks' `FAST` switch off)."""
     from . import gradients, perturbation
     from .widgets import activation_max as w_activation_max
     from .widgets import bottleneck as w_bottleneck
     from .widgets import cam as w_cam
+    from .widgets import evaluation as w_evaluation
     from .widgets import gradients as w_gradients
     from .widgets import local_global as w_local
     from .widgets import perturbation as w_perturbation
@@ -876,6 +969,10 @@ def explorers_built_by_the_notebooks() -> list[tuple[str, Callable]]:
         ("08 ShapNetLayers", lambda **k: w_shapley.ShapNetLayers(**k)),
         ("08 Regularisation", lambda **k: w_shapley.Regularisation(
             runs=w_shapley.regularised_runs(progress=False), **k)),
+        ("09 ToyROAR", lambda **k: w_evaluation.ToyROAR(**k)),
+        ("09 ROARCurves", lambda **k: w_evaluation.ROARCurves(**k)),
+        ("09 SanityGallery", lambda **k: w_evaluation.SanityGallery(**k)),
+        ("09 Leaderboard", lambda **k: w_evaluation.Leaderboard(**k)),
     ]
 
 
@@ -883,7 +980,7 @@ def explorer_times(device: torch.device, quick: bool = False, only: str | None =
                    out=print) -> list[dict]:
     """`xai-course bench explorers`: how long a student waits for each explorer's picture.
 
-    Every explorer of chapters 00-08, built as its notebook builds it at full size, on its
+    Every explorer of chapters 00-09, built as its notebook builds it at full size, on its
     first (embedded) model: the seconds from a change to the first picture and to the final
     one, for opening it (the model loaded, the first figure), for every method of its picker,
     and for the next sample (nothing cached). Measured on the kernel's side: computing,

@@ -78,6 +78,28 @@ def _present(args) -> int:
                    open_browser=not args.no_browser)
 
 
+def _roar(args) -> int:
+    import concurrent.futures
+    import time
+
+    from . import evaluation
+
+    out = args.out or evaluation.RESULTS
+    start = time.perf_counter()
+    if args.workers > 1:
+        with concurrent.futures.ProcessPoolExecutor(args.workers) as pool:
+            tables = evaluation.canvas_sweeps(args.seeds, pool, out)
+    else:
+        tables = evaluation.canvas_sweeps(args.seeds, None, out)
+    for sweep, table in tables.items():
+        means = table.groupby(["estimator", "fraction"], sort=False)["accuracy"].mean()
+        print(f"\n{sweep}: test accuracy, mean over seeds\n"
+              + means.unstack("fraction").round(3).to_string())
+    print(f"\n{time.perf_counter() - start:.0f} s with {args.workers} worker(s); "
+          f"tables in {out}")
+    return 0
+
+
 def main(argv=None) -> int:
     from . import bench, zoo
 
@@ -112,6 +134,13 @@ def main(argv=None) -> int:
     bench_cmd.add_argument("--notebooks", default="notebooks",
                            help="the chapter notebooks' folder (bench notebooks)")
     bench_cmd.set_defaults(run=_bench)
+
+    roar = commands.add_parser("roar", help="the shipped ROAR, KAR and no-retraining sweeps "
+                               "on cluttered-digits (resumes an interrupted run)")
+    roar.add_argument("--workers", type=int, default=1, help="processes running the jobs")
+    roar.add_argument("--seeds", type=int, default=2, help="ROAR's seeds (KAR: one)")
+    roar.add_argument("--out", default=None, help="the tables' folder (default: the course's)")
+    roar.set_defaults(run=_roar)
 
     present = commands.add_parser("present", help="a chapter in Voila, for a projector")
     present.add_argument("chapter", help="number, name or notebook: 03, cam, 03_cam.ipynb")

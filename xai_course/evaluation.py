@@ -12,14 +12,16 @@ score of this chapter is a different answer to that problem.
                         per-channel mean, retrain from scratch, test accuracy
                         (Hooker et al., "A Benchmark for Interpretability Methods in Deep
                         Neural Networks", NeurIPS 2019); keep=True: KAR, keep the top t;
-                        `paper_estimators` the paper's estimators and settings
+                        `paper_estimators` the paper's estimators and settings;
+                        `canvas_sweeps` the sweeps shipped for `cluttered-digits`
+                        (`xai-course roar`), read back by `shipped_table`
+    deletion_insertion  delete the most relevant pixels first / insert them into a blurred
+                        image, the class probability along the way and its area
+                        (Petsiuk et al., "RISE", BMVC 2018)
     road                RemOve And Debias: no retraining, the removed pixels filled by noisy
                         linear imputation so that the mask's shape leaks nothing
                         (Rong et al., "A Consistent and Efficient Evaluation Strategy for
                         Attribution Methods", ICML 2022)
-    deletion_insertion  delete the most relevant pixels first / insert them into a blurred
-                        image, the class probability along the way and its area
-                        (Petsiuk et al., "RISE", BMVC 2018)
     sanity_check        randomise the model's layers from the top: does the map care?
                         (Adebayo et al., "Sanity Checks for Saliency Maps", NeurIPS 2018)
     pointing_game       is the map's maximum on the object? (Zhang et al., "Top-down Neural
@@ -38,7 +40,8 @@ the model: a model that reads the clutter is right to be explained by a map on t
 Checked (tests/test_evaluation.py): the toy set against the paper's finding; the pointing
 game, energy in mask and the deletion and insertion curves against Quantus 0.6; ROAD's
 imputation against pytorch-grad-cam's (and its residual); the effective heat ratio on a
-hand-computed map; serial, process-pool and Dask ROAR sweeps against each other.
+hand-computed map; serial, process-pool and Dask ROAR sweeps against each other; the
+oracle and random controls on `cluttered-digits`, and a point of the shipped sweep recomputed.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ import dataclasses
 import functools
 import json
 import math
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -82,8 +86,14 @@ __all__ = [
     "random_importance",
     "oracle_importance",
     "paper_estimators",
+    "rank_features",
     "roar",
     "train_canvas_model",
+    "sweep_data",
+    "course_estimators",
+    "as_trained",
+    "canvas_sweeps",
+    "shipped_table",
     "Curve",
     "deletion_insertion",
     "imputation_system",
@@ -95,6 +105,10 @@ __all__ = [
     "correlation_length",
     "randomisable_layers",
     "sanity_check",
+    "CourseMethod",
+    "leaderboard_methods",
+    "localisation_scores",
+    "make_localisation_table",
 ]
 
 FILLS = ("channel-mean", "zero")
@@ -294,15 +308,17 @@ def _estimate(method: Callable, model: nn.Module, x: torch.Tensor, y: torch.Tens
     return torch.cat(parts)
 
 
-def train_canvas_model(data, seed: int, epochs: int = 10, lr: float = 2e-3,
-                       batch_size: int = 64, width: int = 64, progress: bool = False):
+def train_canvas_model(data, seed: int, epochs: int = 8, lr: float = 1e-2,
+                       batch_size: int = 32, width: int = 16, progress: bool = False):
     """Train a fresh `ClutteredDigitsCNN` on `data` from seed `seed`: ROAR's `train_fn` for
-    `cluttered-digits`, with the zoo model's own recipe (zoo.digits' Adam + cosine loop)
-    but on the one (modified) train set every epoch instead of fresh canvases.
+    `cluttered-digits`. The zoo model's architecture and loop (zoo.digits' Adam + cosine), on
+    the one (modified) train set every epoch instead of fresh canvases, and cheaper: a
+    quarter of the width, a higher learning rate and small batches.
 
-    Cost: an epoch of 5,000 canvases takes about a minute on one CPU thread at width 64
-    (half that at width 32); use `functools.partial(train_canvas_model, epochs=..., width=...)`
-    to choose.
+    Cost: 4,000 canvases x 8 epochs take about 18 s on one CPU thread and reach about 93%
+    test accuracy (the zoo's width-64 model, trained for much longer: 98%). ROAR retrains
+    once per (estimator, fraction, seed), so this recipe sets what a sweep costs; use
+    `functools.partial(train_canvas_model, epochs=..., width=...)` to choose another.
     """
     from .zoo import digits
 
@@ -310,6 +326,32 @@ def train_canvas_model(data, seed: int, epochs: int = 10, lr: float = 2e-3,
     model = digits.ClutteredDigitsCNN(width=width)
     return digits.fit(model, lambda epoch: data, epochs=epochs, lr=lr,
                        batch_size=batch_size, progress=progress, desc=f"ROAR seed {seed}")
+
+
+def sweep_data(n_train: int = 4000, n_test: int = 500):
+    """The (train, test) canvases of the shipped `cluttered-digits` sweeps."""
+    from . import zoo
+
+    return (zoo.dataset("cluttered-digits", split="train", n=n_train),
+            zoo.dataset("cluttered-digits", split="test", n=n_test))
+
+
+def course_estimators(seed: int = 0) -> dict[str, Callable]:
+    """`paper_estimators` and one method of chapters 04 and 05 each, at settings cheap enough
+    to explain every canvas of a ROAR train set:
+
+        OCCLUSION    chapter 04: 8 x 8 windows of zeros, stride 4 (225 passes per canvas)
+        LIME         chapter 05: a grid of 8 x 8 cells, 200 samples (200 passes per canvas)
+    """
+    from . import perturbation, surrogates
+
+    cells = surrogates.superpixels(torch.zeros(3, 64, 64), "grid", 64)
+    return {
+        **paper_estimators(seed),
+        "OCCLUSION": functools.partial(perturbation.occlusion, window=8, stride=4),
+        "LIME": functools.partial(surrogates.lime, segments=cells, samples=200,
+                                  generator=torch.Generator().manual_seed(seed)),
+    }
 
 
 @contextlib.contextmanager
@@ -341,8 +383,60 @@ def _roar_point(train_fn, train, test, train_ranks, test_ranks, fraction, keep, 
         return accuracy, F.cross_entropy(logits.double(), test.y).item()
 
 
+def _describe(function: Callable) -> str:
+    """A name for a train_fn that is the same in every process (no memory address):
+    module.name(arguments) for a functools.partial, module.name for a function."""
+    if isinstance(function, functools.partial):
+        arguments = [type(a).__name__ if isinstance(a, nn.Module) else repr(a)
+                     for a in function.args]
+        arguments += [f"{k}={v!r}" for k, v in sorted(function.keywords.items())]
+        return f"{_describe(function.func)}({', '.join(arguments)})"
+    name = getattr(function, "__qualname__", type(function).__qualname__)
+    return f"{getattr(function, '__module__', '')}.{name}"
+
+
 def _settings_path(path: Path) -> Path:
     return path.with_suffix(".json")
+
+
+def rank_features(estimators: dict[str, Callable], dataset, model: nn.Module | None,
+                  controls: Sequence[str] = ("random", "sobel", "oracle"), batch_size: int = 64,
+                  control_seed: int = 0, progress: bool = True) -> dict[str, tuple]:
+    """ROAR's first step: name -> (train ranks, test ranks), the `feature_ranks` of every
+    train and test input by each estimator (evaluated on `model` with the true labels as
+    targets) and by each control that applies ("oracle" needs masks, "sobel" images).
+
+    The expensive part of a sweep that does not depend on the fraction, the seed or ROAR
+    against KAR: compute it once and pass it to every `roar` call as `ranks=`.
+    """
+    train, test = dataset
+    if estimators:
+        check_module(model)
+    controls = _applicable_controls(controls, train)
+    generator = torch.Generator().manual_seed(control_seed)
+    ranks = {}
+    for name in [*estimators, *controls]:
+        per_split = []
+        for split, data in (("train", train), ("test", test)):
+            if name == "random":
+                e = random_importance(data.x, generator)
+            elif name == "sobel":
+                e = sobel(data.x)
+            elif name == "oracle":
+                e = oracle_importance(data.x, data.mask, generator)
+            else:
+                e = _estimate(estimators[name], model, data.x, data.y, batch_size,
+                              f"{name} ({split})", progress)
+            per_split.append(feature_ranks(e).to(torch.int32))  # half the bytes to ship
+        ranks[name] = tuple(per_split)
+    return ranks
+
+
+def _applicable_controls(controls: Sequence[str], train) -> list[str]:
+    for control in controls:
+        check_choice(control, "control", ("random", "sobel", "oracle"))
+    return [c for c in controls
+            if (c != "oracle" or train.mask is not None) and (c != "sobel" or train.x.ndim == 4)]
 
 
 def roar(estimators: dict[str, Callable], dataset, train_fn: Callable,
@@ -350,7 +444,8 @@ def roar(estimators: dict[str, Callable], dataset, train_fn: Callable,
          keep: bool = False, fill: str = "channel-mean",
          executor: concurrent.futures.Executor | None = None, path: str | Path | None = None,
          model: nn.Module | None = None, controls: Sequence[str] = ("random", "sobel", "oracle"),
-         batch_size: int = 64, control_seed: int = 0, progress: bool = True):
+         batch_size: int = 64, control_seed: int = 0, ranks: dict | None = None,
+         progress: bool = True):
     """RemOve And Retrain (Hooker et al., NeurIPS 2019); keep=True: Keep And Retrain (KAR).
 
     For each estimator e and fraction t: rank the values of every train and test input by
@@ -382,6 +477,9 @@ def roar(estimators: dict[str, Callable], dataset, train_fn: Callable,
     finished job, and a second call with the same settings skips the jobs already there,
     so an interrupted sweep resumes. Settings that differ from the saved ones raise.
 
+    ranks: the rankings from `rank_features` for these estimators and controls, computed
+    once for several sweeps (ROAR, KAR, without retraining); None: computed here.
+
     Returns a tidy pandas table: estimator, fraction, seed, keep, accuracy, loss (the mean
     test cross-entropy); its settings in `table.attrs["settings"]`.
     """
@@ -398,41 +496,27 @@ def roar(estimators: dict[str, Callable], dataset, train_fn: Callable,
     except (TypeError, ValueError):
         raise TypeError("dataset must be a pair (train, test) of zoo Datasets") from None
     check_choice(fill, "fill", FILLS)
-    for control in controls:
-        check_choice(control, "control", ("random", "sobel", "oracle"))
     fractions = [float(check_number(t, "fraction")) for t in fractions]
     if any(t > 1 for t in fractions):
         raise ValueError(f"fractions must be in [0, 1], got {fractions}")
     seeds = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     if not seeds:
         raise ValueError("seeds must be a positive int or a non-empty sequence of seeds")
-    images = train.x.ndim == 4
-    controls = [c for c in controls
-                if (c != "oracle" or train.mask is not None) and (c != "sobel" or images)]
+    controls = _applicable_controls(controls, train)
     names = [*estimators, *controls]
     settings = dict(dataset=train.name, n_train=len(train), n_test=len(test), keep=bool(keep),
-                    fill=fill, train_fn=repr(train_fn), control_seed=control_seed)
+                    fill=fill, train_fn=_describe(train_fn), control_seed=control_seed)
 
     # 1. the importance of every value of every train and test input, by each estimator
-    if estimators and model is None:
-        with _one_thread():
-            model = train_fn(train, 0)
-    generator = torch.Generator().manual_seed(control_seed)
-    ranks = {}
-    for name in names:
-        per_split = []
-        for split, data in (("train", train), ("test", test)):
-            if name == "random":
-                e = random_importance(data.x, generator)
-            elif name == "sobel":
-                e = sobel(data.x)
-            elif name == "oracle":
-                e = oracle_importance(data.x, data.mask, generator)
-            else:
-                e = _estimate(estimators[name], model, data.x, data.y, batch_size,
-                              f"{name} ({split})", progress)
-            per_split.append(feature_ranks(e).to(torch.int32))  # half the bytes to ship
-        ranks[name] = per_split
+    if ranks is None:
+        if estimators and model is None:
+            with _one_thread():
+                model = train_fn(train, 0)
+        ranks = rank_features(estimators, dataset, model, controls, batch_size, control_seed,
+                              progress)
+    missing = [name for name in names if name not in ranks]
+    if missing:
+        raise ValueError(f"ranks has no ranking for {missing}; it has {list(ranks)}")
     if fill == "channel-mean":
         dims = [0, *range(2, train.x.ndim)]
         fill_value = train.x.mean(dim=dims).reshape(-1, *[1] * (train.x.ndim - 2))
@@ -489,6 +573,60 @@ def roar(estimators: dict[str, Callable], dataset, train_fn: Callable,
                               key=lambda c: c.map(order) if c.name == "estimator" else c)
     table = table.reset_index(drop=True)
     table.attrs["settings"] = settings
+    return table
+
+
+def as_trained(model: nn.Module, train, seed: int) -> nn.Module:
+    """A train_fn that does not train: `functools.partial(as_trained, model)` makes `roar`
+    measure removal without retraining (the model trained on the unmodified data sees the
+    modified test set), the comparison that shows why ROAR retrains."""
+    return model
+
+
+RESULTS = Path(__file__).parent / "results"
+SWEEPS = ("roar", "kar", "no-retrain")
+
+
+def canvas_sweeps(seeds: int = 2, executor: concurrent.futures.Executor | None = None,
+                  directory: str | Path = RESULTS, progress: bool = True) -> dict[str, object]:
+    """The shipped sweeps on `cluttered-digits` (`sweep_data`: 4,000 train and 500 test
+    canvases; `train_canvas_model`; `course_estimators` and the three controls; fractions
+    0.1 ... 0.9): ROAR with `seeds` seeds, KAR and removal without retraining with one.
+    The estimators explain a model trained on the unmodified canvases (seed 0), once for
+    the three sweeps. Saved as `<directory>/<sweep>-cluttered-digits.csv`; an interrupted
+    run resumes. Cost on one core: about 12 minutes of explaining, then 18 s per job.
+    Returns sweep -> table.
+    """
+    train, test = data = sweep_data()
+    with _one_thread():
+        model = train_canvas_model(train, 0, progress=progress)
+    estimators = course_estimators()
+    ranks = rank_features(estimators, data, model, progress=progress)
+    directory = Path(directory)
+    common = dict(estimators=estimators, dataset=data, model=model, ranks=ranks,
+                  executor=executor, progress=progress)
+    return {
+        "roar": roar(train_fn=train_canvas_model, seeds=seeds, **common,
+                     path=directory / "roar-cluttered-digits.csv"),
+        "kar": roar(train_fn=train_canvas_model, seeds=1, keep=True, **common,
+                    path=directory / "kar-cluttered-digits.csv"),
+        "no-retrain": roar(train_fn=functools.partial(as_trained, model), seeds=1, **common,
+                           path=directory / "no-retrain-cluttered-digits.csv"),
+    }
+
+
+def shipped_table(name: str):
+    """A table shipped with the course, `xai_course/results/<name>.csv` (e.g.
+    "roar-cluttered-digits", made by `canvas_sweeps`), with its settings in attrs."""
+    import pandas as pd
+
+    path = RESULTS / f"{name}.csv"
+    if not path.exists():
+        shipped = sorted(p.stem for p in RESULTS.glob("*.csv"))
+        raise ValueError(f"no shipped table {name!r}; the course ships: {', '.join(shipped)}")
+    table = pd.read_csv(path)
+    if _settings_path(path).exists():
+        table.attrs["settings"] = json.loads(_settings_path(path).read_text())
     return table
 
 
@@ -906,4 +1044,232 @@ def sanity_check(model: nn.Module, method: Callable, inputs: torch.Tensor, targe
             rows.append(dict(step=step, layer=name, example=i, spearman=float(rho),
                              ssim=float(ssim)))
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- the leaderboard
+LOCALISATION = ("pointing_game", "energy_in_mask", "effective_heat_ratio")
+LEADERBOARD_CANVASES = 48  # test canvases of the shipped table (about 8 minutes on one core)
+STATS_CANVASES = 1000  # training canvases for IBA's mu_R, sigma_R (the authors warn below 1,000)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class CourseMethod:
+    """An attribution method of the course at fixed settings, called as every method is,
+    `m(model, inputs, target)`, and returning a map (N, H, W) at the input's resolution.
+
+    chapter: where the course teaches it. method, options: the chapter's function and its
+    settings. passes: the model passes per input these settings cost (a forward or a backward
+    pass of one input each), the estimate by which an explorer offers the cheap ones live.
+    absolute: the map is |a| summed over channels, for the gradient family (a gradient's
+    sign says which way a pixel moves the score, its size how much: Simonyan et al. draw
+    |gradient|); otherwise a summed over channels, signed evidence whose positive part the
+    scores count. seed: a randomised method draws from a generator seeded with it at every
+    call, so that the same inputs always give the same map.
+    """
+
+    chapter: str
+    method: Callable
+    options: dict = dataclasses.field(default_factory=dict)
+    passes: int = 2
+    absolute: bool = False
+    seed: int | None = None
+
+    def __call__(self, model: nn.Module, inputs: torch.Tensor, target) -> torch.Tensor:
+        options = dict(self.options)
+        if self.seed is not None:
+            options["generator"] = torch.Generator(inputs.device).manual_seed(self.seed)
+        a = self.method(model, inputs, target, **options).detach()
+        if a.ndim == inputs.ndim:  # a value per channel of each pixel
+            a = a.abs().sum(1) if self.absolute else a.sum(1)
+        return a
+
+
+@functools.lru_cache(maxsize=1)
+def _training_canvases(n: int) -> torch.Tensor:
+    from . import zoo
+
+    return zoo.dataset("cluttered-digits", split="train", n=n).x
+
+
+def _with_canvas_stats(method: Callable, model: nn.Module, inputs: torch.Tensor, target,
+                       layer: str = "features.relu3", **options) -> torch.Tensor:
+    """Chapter 07's `iba` or `input_iba` at `layer` of a cluttered-digits model, with the
+    layer's statistics from STATS_CANVASES training canvases (computed once per model:
+    `feature_stats` caches them)."""
+    from .bottleneck import feature_stats
+
+    canvases = _training_canvases(STATS_CANVASES).to(inputs.device)
+    stats = feature_stats(model, layer, canvases)
+    return method(model, inputs, target, layer, stats=stats, **options)
+
+
+@functools.lru_cache(maxsize=2)
+def _readout(device: str) -> nn.Module:
+    from . import zoo
+
+    return zoo.load_model("cluttered-digits-readout", device)
+
+
+def _readout_map(model: nn.Module, inputs: torch.Tensor, target) -> torch.Tensor:
+    """Chapter 07's Readout Bottleneck with the zoo's readout for cluttered-digits."""
+    from .bottleneck import readout_bottleneck
+
+    return readout_bottleneck(model, inputs, target, _readout(str(inputs.device)))
+
+
+def _deletion_map(model: nn.Module, inputs: torch.Tensor, target, **options) -> torch.Tensor:
+    """Chapter 04's Meaningful Perturbation as a map of evidence: 1 - m, how much of each
+    pixel its mask m deletes (m = 1 keeps a pixel)."""
+    from .perturbation import meaningful_perturbation
+
+    return 1 - meaningful_perturbation(model, inputs, target, **options)
+
+
+def leaderboard_methods(seed: int = 0) -> dict[str, CourseMethod]:
+    """Every attribution method of the course that explains a `cluttered-digits` canvas, at
+    settings that keep the whole leaderboard within minutes (name -> `CourseMethod`):
+
+        02  gradient, input x gradient, Guided Backprop (2 passes); SmoothGrad, SmoothGrad²,
+            VarGrad (15 noisy samples, ROAR's setting); Integrated Gradients (black
+            baseline, 25 steps)
+        03  CAM, Grad-CAM, Grad-CAM++ at the last conv layer; Score-CAM (one pass per
+            channel of it, 64)
+        04  occlusion (8 x 8 windows of zeros, stride 4); Meaningful Perturbation (150
+            steps, read as 1 - m: what it deletes); extremal perturbation (area 0.1,
+            150 steps)
+        05  LIME with a linear and with a tree surrogate (SLIC superpixels, 500 samples)
+        07  IBA at features.relu3 (beta 10, 10 steps of 10 samples); the Readout
+            Bottleneck (one pass); InputIBA (5 GAN epochs instead of 20; its GAN's
+            passes stop at the layer and are not counted)
+        08  KernelSHAP and permutation sampling with the 64 cells of an 8 x 8 grid as
+            players (500 coalitions; 4 orders of 64 players)
+
+    The gradient family is read as |a| (`CourseMethod.absolute`). seed: every randomised
+    method's draws.
+    """
+    from . import bottleneck, cam, gradients, perturbation, shapley, surrogates
+
+    noisy = dict(passes=30, absolute=True, seed=seed)
+    cells = surrogates.superpixels(torch.zeros(3, 64, 64), "grid", 64)
+    samples = bottleneck.iba.options["samples"].default  # IBA's noisy copies per step: 10
+    iba_passes = 2 * bottleneck.iba.options["steps"].default * samples + 1
+    grads, cams, perturb = "02 gradients", "03 CAM", "04 perturbation"
+    lime, bottlenecks, shap = "05 LIME", "07 bottlenecks", "08 Shapley"
+    return {
+        "gradient": CourseMethod(grads, gradients.gradient, absolute=True),
+        "input × gradient": CourseMethod(grads, gradients.input_x_gradient),
+        "Guided Backprop": CourseMethod(grads, gradients.guided_backprop, absolute=True),
+        "SmoothGrad": CourseMethod(grads, gradients.smoothgrad, dict(samples=15), **noisy),
+        "SmoothGrad²": CourseMethod(grads, gradients.smoothgrad_sq, dict(samples=15), **noisy),
+        "VarGrad": CourseMethod(grads, gradients.vargrad, dict(samples=15), **noisy),
+        "Integrated Gradients": CourseMethod(grads, gradients.integrated_gradients,
+                                             dict(baseline="black", steps=25), passes=50),
+        "CAM": CourseMethod(cams, cam.cam, passes=1),
+        "Grad-CAM": CourseMethod(cams, cam.grad_cam),
+        "Grad-CAM++": CourseMethod(cams, cam.grad_cam_pp),
+        "Score-CAM": CourseMethod(cams, cam.score_cam, passes=1 + 64),
+        "occlusion": CourseMethod(perturb, perturbation.occlusion, dict(window=8, stride=4),
+                                  passes=1 + 15 * 15),
+        "Meaningful Perturbation": CourseMethod(perturb, _deletion_map, passes=2 * 150 + 1,
+                                                seed=seed),
+        "extremal perturbation": CourseMethod(perturb, perturbation.extremal_perturbation,
+                                              dict(area=0.1, steps=150), passes=2 * 150 + 1),
+        "LIME": CourseMethod(lime, surrogates.lime, dict(samples=500), passes=500, seed=seed),
+        "LIME (tree)": CourseMethod(lime, surrogates.lime, dict(samples=500, surrogate="tree"),
+                                    passes=500, seed=seed),
+        "IBA": CourseMethod(bottlenecks, functools.partial(_with_canvas_stats, bottleneck.iba),
+                            passes=iba_passes, seed=seed),
+        "Readout Bottleneck": CourseMethod(bottlenecks, _readout_map, passes=1),
+        "InputIBA": CourseMethod(bottlenecks, functools.partial(_with_canvas_stats,
+                                                                bottleneck.input_iba),
+                                 dict(epochs=5), passes=iba_passes + 2 * 60 * samples,
+                                 seed=seed),
+        "KernelSHAP": CourseMethod(shap, shapley.kernel_shap, dict(samples=500, groups=cells),
+                                   passes=500 + 2, seed=seed),
+        "Shapley sampling": CourseMethod(shap, shapley.sampling_shapley,
+                                         dict(samples=4, groups=cells), passes=4 * 64 + 1,
+                                         seed=seed),
+    }
+
+
+def localisation_scores(methods: dict[str, Callable], model: nn.Module, data,
+                        batch_size: int = 16, progress: bool = True):
+    """How well each method's maps find the evidence a data set marks: the leaderboard of
+    the localisation scores.
+
+    For each method(model, inputs, target), the maps of every input of `data` (a zoo
+    Dataset with masks, e.g. `cluttered-digits`, whose masks are the digit's pixels) for
+    its true label, `batch_size` inputs per call, on the model's device; each scored by
+    `pointing_game`, `energy_in_mask` and `effective_heat_ratio` (the mean over the
+    inputs; maps of the inputs' shape are summed over channels). The wall time and the
+    model passes (`perturbation.count_passes`: forward passes of one input, those with
+    autograd on counted again for their backward pass) are measured around the calls and
+    given per input; the time includes a method's one-off set-up (IBA's statistics).
+
+    Returns a tidy pandas table, one row per method: method, chapter (a `CourseMethod`'s,
+    else ""), n, pointing_game, energy_in_mask, effective_heat_ratio, seconds, passes.
+    """
+    import pandas as pd
+
+    from .perturbation import count_passes
+
+    check_module(model)
+    if not isinstance(methods, dict) or not all(callable(m) for m in methods.values()):
+        raise TypeError("methods must be a dict: name -> method(model, inputs, target)")
+    if getattr(data, "mask", None) is None:
+        raise ValueError(f"{getattr(data, 'name', 'the data')} has no masks to score a map "
+                         f"against; use a data set with them, e.g. 'cluttered-digits'")
+    check_positive_int(batch_size, "batch_size")
+    device = model_device(model)
+    rows = []
+    for name, method in tqdm(methods.items(), desc="localisation", disable=not progress):
+        scores = {score: [] for score in LOCALISATION}
+        seconds = 0.0
+        with count_passes(model) as passes:
+            for start in tqdm(range(0, len(data), batch_size), desc=name, leave=False,
+                              disable=not progress):
+                x = data.x[start:start + batch_size].to(device)
+                y = data.y[start:start + batch_size].to(device)
+                mask = data.mask[start:start + batch_size].to(device)
+                began = time.perf_counter()
+                maps = method(model, x, y).detach()
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                seconds += time.perf_counter() - began
+                scores["pointing_game"].append(pointing_game(maps, mask))
+                scores["energy_in_mask"].append(energy_in_mask(maps, mask))
+                scores["effective_heat_ratio"].append(effective_heat_ratio(maps, mask))
+        n = len(data)
+        rows.append(dict(method=name, chapter=getattr(method, "chapter", ""), n=n,
+                         **{score: torch.cat(values).double().nanmean().item()
+                            for score, values in scores.items()},
+                         seconds=seconds / n, passes=(passes.forward + passes.backward) / n))
+    return pd.DataFrame(rows)
+
+
+def make_localisation_table(n: int = LEADERBOARD_CANVASES,
+                            path: str | Path = RESULTS / "localisation-cluttered-digits.csv",
+                            progress: bool = True):
+    """The shipped leaderboard: `localisation_scores` of every `leaderboard_methods()` on
+    the first n test canvases of `cluttered-digits`, explained for their labels on the zoo's
+    model, on the CPU with one thread, saved as CSV at `path` with its settings beside it
+    (JSON, read by `shipped_table`). n = 48 takes about 8 minutes on an idle core, 11 on
+    one shared with other work (InputIBA half of it). Returns the table.
+    """
+    from . import zoo
+
+    check_positive_int(n, "n")
+    began = time.perf_counter()
+    with _one_thread():
+        model = zoo.load_model("cluttered-digits", device="cpu")
+        data = zoo.dataset("cluttered-digits", split="test", n=n)
+        table = localisation_scores(leaderboard_methods(), model, data, progress=progress)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(path, index=False)
+    settings = dict(dataset="cluttered-digits", split="test", n=n, model="cluttered-digits",
+                    device="cpu", threads=1, seconds=round(time.perf_counter() - began, 1))
+    _settings_path(path).write_text(json.dumps(settings, indent=1))
+    table.attrs["settings"] = settings
+    return table
 
