@@ -46,6 +46,7 @@ SANITY_METHODS = {"gradient": gradients.gradient, "Guided Backprop": gradients.g
                   "Integrated Gradients": gradients.integrated_gradients,
                   "SmoothGrad": gradients.smoothgrad, "Grad-CAM": cam.grad_cam}
 CONTROLS = ("random", "sobel", "oracle")  # `roar`'s built-in estimators
+CONTROL_DASH = {"random": "dash", "sobel": "dot", "oracle": "dashdot"}  # told from estimators
 # The estimators whose point a click retrains: one pass per canvas, so that explaining the
 # 4,500 canvases of `evaluation.sweep_data` takes about half a minute, and the retraining
 # another (the others take many minutes: `evaluation.canvas_sweeps` runs them)
@@ -358,7 +359,7 @@ class ROARCurves(Explorer):
                 fig.add_trace(go.Scatter(
                     x=fraction, y=one["mean"].tolist(), mode="lines+markers", visible=visible,
                     name=name if col == 1 else f"{name} ({sweep})", showlegend=col == 1,
-                    legendgroup=name, line=dict(color=colour, width=2),
+                    legendgroup=name, line=dict(color=colour, width=2, dash=CONTROL_DASH.get(name)),
                     customdata=one.seeds.tolist(),
                     hovertemplate=f"{html.escape(name)}: %{{y:.1%}} at %{{x}} "
                                   f"(%{{customdata}} seeds)<extra></extra>"), row=1, col=col)
@@ -370,8 +371,8 @@ class ROARCurves(Explorer):
             customdata=[f"{p['estimator']}, seed {p['seed']}" for p in added],
             hovertemplate="%{customdata}: %{y:.1%}<extra>retrained here</extra>"), row=1, col=1)
         what = "kept" if left == "KAR" else "removed"
-        fig.update_xaxes(title_text=f"fraction of each canvas {what}", row=1, col=1)
-        fig.update_xaxes(title_text="fraction of each canvas removed", row=1, col=2)
+        fig.update_xaxes(title_text=f"fraction {what}", row=1, col=1)
+        fig.update_xaxes(title_text="fraction removed", row=1, col=2)
         fig.update_yaxes(title_text="test accuracy", tickformat=".0%", row=1, col=1)
         title = ("ROAR and KAR on cluttered-digits: the accuracy of a model retrained on what "
                  "each estimator leaves (mean over seeds, band: their range)")

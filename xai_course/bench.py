@@ -802,7 +802,7 @@ def bottleneck_cases(device: torch.device, quick: bool = False, out=print) -> li
 
 def evaluation_cases(device: torch.device, quick: bool = False, out=print) -> list[Case]:
     """Chapter 09. The toy ROAR sweep (target: under 10 s); the deletion curve of Grad-CAM on
-    the digits model against Quantus' `PixelFlipping` (the same curve, see
+    the digits model against Quantus' `PixelFlipping` (the same curve; ours draws insertion too, see
     tests/test_evaluation.py) and ROAD's noisy linear imputation against pytorch-grad-cam's,
     when they are installed; one ROAR point on `cluttered-digits` at the shipped size
     (ranking the 4,500 canvases by one estimator, then retraining; target: under 60 s),
@@ -831,12 +831,13 @@ def evaluation_cases(device: torch.device, quick: bool = False, out=print) -> li
         flipping = quantus.PixelFlipping(perturb_baseline="black", features_in_step=16,
                                          normalise=False, abs=False, disable_warnings=True)
         cases.append(Case(
-            "deletion curve digits 16 images, 64 steps",
+            "deletion + insertion curves digits 16 x 64 steps",
             lambda: evaluation.deletion_insertion(digits, x, y, attr, steps=64)[0].scores[:, 1:],
             lambda: torch.tensor(np.array(flipping(
                 model=digits, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=attr[:, None].numpy(),
                 device="cpu", softmax=True, channel_first=True))),
-            "quantus PixelFlipping (black)", same_result=False))
+            "quantus PixelFlipping (black): the deletion curve only, half the passes",
+            same_result=False))
     try:
         from pytorch_grad_cam.metrics.road import NoisyLinearImputer
     except ImportError:
