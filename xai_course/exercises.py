@@ -71,7 +71,7 @@ __all__ = [
     "check_efficiency",
     "check_alone_misleads",
     "check_remove_top",
-    "check_toy_ranking",
+    "check_toy_retraining",
     "check_oracle_climbs_back",
     "IG_BASELINES",
     "CAM_DIFFERENCES",
@@ -83,7 +83,7 @@ __all__ = [
     "BETA_EFFECTS",
     "IBA_LAYERS",
     "EFFICIENCY",
-    "TOY_RANKINGS",
+    "TOY_RETRAINING",
     "quadrants",
 ]
 
@@ -1987,29 +1987,32 @@ def check_remove_top(student_fn: Callable) -> Feedback:
         f"and 1), x left as it was"))
 
 
-TOY_RANKINGS = {"a": "true", "b": "random", "c": "inverted"}
-TOY_REMOVED = 4  # features removed of 16
+TOY_RETRAINING = {"a": "retrained is higher, by more than 0.01",
+                  "b": "the two are within 0.01 of each other",
+                  "c": "not retrained is higher, by more than 0.01"}
+TOY_REMOVED = 12  # features removed of 16, by the inverted ranking
 TOY_SEEDS = 2
 
 
 def _toy_accuracies() -> dict[str, float]:
-    """{ranking: accuracy without retraining, mean over TOY_SEEDS seeds} on the toy set with
-    the first TOY_REMOVED features of each ranking removed."""
-    toy = evaluation.toy_roar(seeds=TOY_SEEDS, removed=(TOY_REMOVED,))
-    return toy[~toy.retrained].groupby("ranking").accuracy.mean().to_dict()
+    """{"retrained": ..., "not retrained": ...}: the toy set's accuracy with the first
+    TOY_REMOVED features of the inverted ranking removed, mean over TOY_SEEDS seeds."""
+    toy = evaluation.toy_roar(seeds=TOY_SEEDS, removed=(TOY_REMOVED,), rankings=("inverted",))
+    means = toy.groupby("retrained").accuracy.mean()
+    return {"retrained": means[True], "not retrained": means[False]}
 
 
-def check_toy_ranking(prediction, accuracies) -> Feedback:
-    """Check exercise 2 of chapter 09: `accuracies` {ranking: the toy set's accuracy without
-    retraining, TOY_REMOVED of 16 features removed, mean over TOY_SEEDS seeds}, and the
-    `prediction` (the letter of TOY_RANKINGS with the lowest accuracy), against the course's
-    own measurement with `evaluation.toy_roar`."""
-    letter = _letter(prediction, TOY_RANKINGS)
+def check_toy_retraining(prediction, accuracies) -> Feedback:
+    """Check exercise 2 of chapter 09: `accuracies` {"retrained": ..., "not retrained": ...},
+    the toy set's accuracy with TOY_REMOVED of 16 features removed by the inverted ranking,
+    mean over TOY_SEEDS seeds, and the `prediction` (a letter of TOY_RETRAINING), against
+    the course's own measurement with `evaluation.toy_roar`."""
+    letter = _letter(prediction, TOY_RETRAINING)
     if isinstance(letter, Feedback):
         return letter
     if _unfinished(accuracies):
-        return _not_done("measure the accuracy of every ranking")
-    names = sorted(TOY_RANKINGS.values())
+        return _not_done("measure the accuracy retrained and not retrained")
+    names = ["not retrained", "retrained"]
     if not isinstance(accuracies, dict) or sorted(accuracies) != names:
         return Feedback(False, f"accuracies must be a dict with the keys {names}")
     measured = _toy_accuracies()
@@ -2021,19 +2024,23 @@ def check_toy_ranking(prediction, accuracies) -> Feedback:
                                    f"{accuracies[name]!r}")
         if abs(value - measured[name]) > 1e-4:
             return Feedback(False, (
-                f"your accuracy for the {name} ranking is {value:.4f}; measured it is "
-                f"{measured[name]:.4f}: toy_roar(seeds={TOY_SEEDS}, removed=({TOY_REMOVED},)), "
-                f"the rows with retrained False, averaged over the seeds."))
-    lowest = min(TOY_RANKINGS, key=lambda k: measured[TOY_RANKINGS[k]])
-    said = ", ".join(f"{name} {measured[name]:.3f}" for name in TOY_RANKINGS.values())
-    if letter != lowest:
+                f"your accuracy {name} is {value:.4f}; measured it is {measured[name]:.4f}: "
+                f"toy_roar(seeds={TOY_SEEDS}, removed=({TOY_REMOVED},), rankings=('inverted',)), "
+                f"the rows with retrained {name == 'retrained'}, averaged over the seeds."))
+    gain = measured["retrained"] - measured["not retrained"]
+    truth = "a" if gain > 0.01 else "c" if gain < -0.01 else "b"
+    said = (f"retrained {measured['retrained']:.3f}, not retrained "
+            f"{measured['not retrained']:.3f}")
+    if letter != truth:
         return Feedback(False, (
             f"your measurements are right, your prediction is not: you predicted ({letter}) "
-            f"{TOY_RANKINGS[letter]}; the lowest is ({lowest}) {TOY_RANKINGS[lowest]} ({said}). "
-            f"Without retraining the model still counts on every feature it was fit with, "
-            f"the useless ones included: they cancel the distractor (chapter 09, '1 · The toy "
-            f"set')."))
-    return Feedback(True, f"right: without retraining, {said}")
+            f"{TOY_RETRAINING[letter]}; {said}, ({truth}) {TOY_RETRAINING[truth]}. The 12 "
+            f"features removed carry no label, yet the model fit to the full data used them "
+            f"to cancel the distractor: without retraining, removing them costs accuracy "
+            f"(chapter 09, '1 · The toy set')."))
+    return Feedback(True, (
+        f"right: {said}. Removal without retraining punishes the removal of features that "
+        f"carry no information, so it cannot tell a good ranking from a bad one."))
 
 
 def _oracle_curve() -> dict[float, float]:
