@@ -23,7 +23,9 @@ skip, except under CI (env CI set), where a missing browser is a failure. One Ju
 server and one browser serve all notebooks, one kernel at a time: after each notebook its
 kernel is shut down. Servers and kernels inherit XAI_COURSE_FAST=1 and the network block
 (conftest.py), and Chromium is started with its background traffic off. New notebooks in
-notebooks/ are picked up without editing this file.
+notebooks/ are picked up without editing this file, and so are the students' exercise
+notebooks in exercises/ (run unfilled in JupyterLab: drawn, without errors, every check
+saying "not done yet", their explorers' layout measured).
 
 Every wait has a time limit sized for a busy 2-core machine and ends with a message that says
 what did not happen; a server is stopped with its whole process group and the kernels it
@@ -58,6 +60,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(1800)]
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+EXERCISES = sorted((ROOT / "exercises").glob("[0-9][0-9]_*.ipynb"))  # the students' notebooks
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 CHROMIUM = (os.environ.get("XAI_COURSE_CHROMIUM") or shutil.which("chromium")
             or shutil.which("chromium-browser"))
@@ -187,6 +190,9 @@ def lab(tmp_path_factory):
     notebooks.mkdir()
     for path in NOTEBOOKS:
         shutil.copy(path, notebooks)
+    (notebooks / "exercises").mkdir()  # beside the chapters, as in the repository
+    for path in EXERCISES:
+        shutil.copy(path, notebooks / "exercises")
     settings = home / "settings" / "@jupyterlab" / "notebook-extension"
     settings.mkdir(parents=True)
     # every cell stays in the page (no virtual scrolling), so that every figure can be checked
@@ -516,6 +522,38 @@ def test_chapter_in_jupyterlab(path, lab_page, lab):
     print(f"{where}: {counts['views']} widget outputs, {counts['plots']} plotly figures drawn, "
           f"{counts['explorers']} explorers")
     walk_explorers(lab_page, where, path, "lab", pictures, lab_page.run_all_at, full=True)
+
+
+@pytest.mark.parametrize("path", EXERCISES, ids=lambda p: p.stem)
+def test_exercises_in_jupyterlab(path, lab_page, lab):
+    """A student's exercise notebook as it is handed out, blanks unfilled: Run All Cells, the
+    page as for a chapter (every widget and figure drawn, no error), every check cell says
+    "not done yet", the first explorer answers its sample picker, and every explorer's
+    layout is measured at both screen sizes. The explorers' controls are walked in the
+    chapters' tests (the same classes)."""
+    from xai_course.exercises import NOT_DONE
+
+    name, where = f"exercises/{path.name}", f"exercises/{path.name} in JupyterLab"
+    state = run_all_in_lab(lab_page, lab.url, name)
+    print(f"\n{where}: Run All took {lab_page.run_all_seconds:.1f} s")
+    check_page(lab_page, where, state["views"])
+    questions = nbformat.read(path, as_version=4).metadata["otter"]["tests"]
+    said = lab_page.evaluate("""() => [...document.querySelectorAll('.jp-CodeCell')]
+        .filter(c => /grader\\.check\\(/.test(c.querySelector('.jp-InputArea').textContent))
+        .map(c => c.querySelector('.jp-OutputArea').textContent)""")
+    assert len(said) == len(questions), f"{where}: {len(said)} check cells, {len(questions)} tests"
+    silent = [text[-300:] for text in said if NOT_DONE not in text]
+    assert not silent, f"{where}: checks that do not say {NOT_DONE!r}: {silent}"
+    move_main_explorer(lab_page, where, ARTIFACTS / f"lab-exercises-{path.stem}.png",
+                       state["views"])
+    report = explorers.Report(where)
+    found = explorers.find_explorers(lab_page, path)
+    for explorer in found:
+        explorers.check_geometry(lab_page, explorer, report, "as first drawn")
+    explorers.screenshots(lab_page, found, report, "lab", f"exercises-{path.stem}", ARTIFACTS)
+    print("\n".join(report.lines))
+    failure = report.failure()
+    assert failure is None, failure
 
 
 def test_the_checks_catch_an_error_in_the_outputs(lab_page, lab):

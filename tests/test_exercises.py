@@ -726,6 +726,31 @@ def test_confident_check_wants_a_plain_image_and_a_confident_model():
     assert check(...).message.startswith(exercises.NOT_DONE)
 
 
+def test_confident_mistake_check_recomputes_the_tours_answer():
+    from xai_course import zoo
+
+    check = exercises.check_confident_mistake
+    model, data = zoo.load_model("reviews", "cpu"), zoo.dataset("reviews", n=64)
+    with torch.no_grad():
+        p = model(data.x).softmax(dim=1)
+    sure, said = p.max(dim=1)
+    wrong = (said != data.y).nonzero().flatten().tolist()
+    confident = [i for i in wrong if sure[i] >= exercises.CONFIDENT]
+    unsure = [i for i in wrong if sure[i] < exercises.CONFIDENT]
+    print(f"reviews: mistakes {wrong}, confident {confident}")
+    assert confident, "the tour's reviews hold no confident mistake to find"
+    found = check(dict(model="reviews", sample=confident[0]))
+    assert found.passed and f"{sure[confident[0]]:.2f}" in found.message, found.message
+    right = next(i for i in range(64) if i not in wrong)
+    assert "right, not a mistake" in check(dict(model="reviews", sample=right)).message
+    if unsure:
+        assert "not a confident one" in check(dict(model="reviews", sample=unsure[0])).message
+    assert "one of the explorer's models" in check(dict(model="vgg16-imagenet", sample=0)).message
+    assert "from 0 to 63" in check(dict(model="digits", sample=64)).message
+    assert "the keys 'model', 'sample'" in check({"sample": 3}).message
+    assert check(dict(model="digits", sample=...)).message.startswith(exercises.NOT_DONE)
+
+
 # ====================================================== chapter 06: the checks themselves
 def total_variation(x, power=2, directions=("down", "right")):
     """The exercise's answer; power / directions make the typical mistakes."""
@@ -835,6 +860,33 @@ def test_beta_and_layer_checks_judge_the_predictions_by_the_measurements():
     assert not other.passed and f"{shares['b']:.0%}" in other.message
 
 
+def test_early_layer_check_measures_both_layers_on_the_canvas():
+    from xai_course import evaluation, zoo
+    from xai_course.bottleneck import feature_stats, iba
+
+    model = zoo.load_model("cluttered-digits", "cpu")
+    train = zoo.dataset("cluttered-digits", split="train", n=1000).x
+    data = zoo.dataset("cluttered-digits", n=15)
+    check = exercises.check_early_layer_wins
+    for sample in (0, 14):  # the middle layer wins on the first, the early one on the second
+        x, mask = data.x[sample:sample + 1], data.mask[sample:sample + 1] > 0
+        target = int(model(x).argmax())
+        share = {}
+        for layer in ("features.relu1", "features.relu3"):
+            maps = iba(model, x, target, layer, stats=feature_stats(model, layer, train),
+                       generator=torch.Generator().manual_seed(0))
+            share[layer] = evaluation.energy_in_mask(maps, mask).item()
+        feedback = check(dict(sample=sample))
+        print(sample, share, feedback.message)
+        early, middle = share["features.relu1"], share["features.relu3"]
+        assert feedback.passed == (early >= middle + exercises.EARLY_WINS)
+        assert f"{early:.0%} of its map on the digit at relu1 and {middle:.0%}" in \
+            feedback.message
+    assert check(dict(sample=14)).passed and not check(dict(sample=0)).passed
+    assert "from 0 to 63" in check(dict(sample=-1)).message
+    assert check(dict(sample=...)).message.startswith(exercises.NOT_DONE)
+
+
 # ====================================================== chapter 08: the checks themselves
 def shapley_by_enumeration(value, d, weight=None):
     """The exercise's answer; `weight(size, d)` replaces Shapley's weights for mistakes."""
@@ -899,6 +951,38 @@ def test_alone_check_compares_the_two_rankings():
     assert "leads both" in check(additive).message
     assert "missing" in check({(): 0}).message
     assert check(...).message.startswith(exercises.NOT_DONE)
+
+
+def test_patient_check_finds_the_patients_whose_rankings_differ():
+    from xai_course import zoo
+    from xai_course.widgets.shapley import GROUPS, coalition_values, player_groups
+
+    model, data = zoo.load_model("breast-cancer", "cpu"), zoo.dataset("breast-cancer", n=64)
+    groups, names = player_groups(data.features, GROUPS)
+    d = len(names)
+    misled = []
+    for sample in range(64):
+        x = data.x[sample:sample + 1]
+        v = coalition_values(model, x, int(model(x).argmax()), groups)
+        # the Shapley value written out: player i's contribution to every S without i,
+        # weighted |S|! (d - |S| - 1)! / d!
+        phi = [sum(math.factorial(bin(s).count("1")) * math.factorial(d - bin(s).count("1") - 1)
+                   / math.factorial(d) * (v[s | 1 << i] - v[s]).item()
+                   for s in range(2 ** d) if not s >> i & 1) for i in range(d)]
+        alone = [(v[1 << i] - v[0]).item() for i in range(d)]
+        if max(range(d), key=alone.__getitem__) != max(range(d), key=phi.__getitem__):
+            misled.append(sample)
+    print(f"patients whose alone-ranking crowns another player: {misled}")
+    assert misled, "no patient of the explorer's 64 to find"
+    check = exercises.check_alone_misleads_on_a_patient
+    for sample in misled[:2]:
+        found = check(dict(model="breast-cancer", sample=sample))
+        assert found.passed, found.message
+    other = next(i for i in range(64) if i not in misled)
+    same = check(dict(model="breast-cancer", sample=other))
+    assert not same.passed and "the same player" in same.message
+    assert "the explorer's models" in check(dict(model="digits", sample=0)).message
+    assert check(dict(model=..., sample=3)).message.startswith(exercises.NOT_DONE)
 
 
 # ====================================================== chapter 09: the checks themselves
@@ -1001,3 +1085,26 @@ def test_oracle_check_finds_the_lowest_point_and_the_climb():
     assert not off.passed and f"{oracle[last] - oracle[bottom]:.4f}" in off.message
     assert check(..., 0.3).message.startswith(exercises.NOT_DONE)
     print(right.message, off.message, sep="\n")
+
+
+def test_randomisation_check_reads_the_last_step_of_the_cascade():
+    from xai_course import evaluation, gradients, zoo
+
+    model = zoo.load_model("cluttered-digits", "cpu")
+    x = zoo.dataset("cluttered-digits", n=5).x[4:5]
+    target = int(model(x).argmax())
+    check = exercises.check_survives_randomisation
+    for name, method in (("Integrated Gradients", gradients.integrated_gradients),
+                         ("gradient", gradients.gradient)):
+        table = evaluation.sanity_check(model, method, x, target,
+                                        generator=torch.Generator().manual_seed(0))
+        last = table[table.step == table.step.max()].spearman.mean()
+        feedback = check(dict(method=name, sample=4))
+        print(f"{name}: Spearman {last:.3f} at the end; {feedback.message}")
+        assert feedback.passed == (last >= exercises.SURVIVES)
+        assert f"is {last:.2f}" in feedback.message
+    assert check(dict(method="Integrated Gradients", sample=4)).passed
+    assert not check(dict(method="gradient", sample=4)).passed
+    assert "the explorer's methods" in check(dict(method="LIME", sample=0)).message
+    assert "the explorer's methods" in check(dict(method=["gradient"], sample=0)).message
+    assert check(dict(method="gradient", sample=...)).message.startswith(exercises.NOT_DONE)

@@ -595,7 +595,9 @@ def canvas_sweeps(seeds: int = 2, executor: concurrent.futures.Executor | None =
     The estimators explain a model trained on the unmodified canvases (seed 0), once for
     the three sweeps. Saved as `<directory>/<sweep>-cluttered-digits.csv`; an interrupted
     run resumes. Cost on one core: about 12 minutes of explaining, then 18 s per job.
-    Returns sweep -> table.
+    The explaining uses the process's torch threads: the shipped tables were made with one
+    (OMP_NUM_THREADS=1), and more threads can sum in another order and so rank a few
+    near-equal values differently. Returns sweep -> table.
     """
     train, test = data = sweep_data()
     with _one_thread():

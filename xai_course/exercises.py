@@ -20,6 +20,7 @@ so `grader.check("q1")` prints the message. The checks also work on their own: t
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from collections.abc import Callable, Sequence
 
@@ -73,6 +74,10 @@ __all__ = [
     "check_remove_top",
     "check_toy_retraining",
     "check_oracle_climbs_back",
+    "check_confident_mistake",
+    "check_early_layer_wins",
+    "check_alone_misleads_on_a_patient",
+    "check_survives_randomisation",
     "IG_BASELINES",
     "CAM_DIFFERENCES",
     "OCCLUSION_PASSES",
@@ -127,6 +132,37 @@ def _unfinished(value) -> bool:
     if isinstance(value, (list, tuple)):
         return any(_unfinished(v) for v in value)
     return False
+
+
+def _found_keys(found, keys: Sequence[str], example: str) -> Feedback | None:
+    """None when `found` is a dict holding `keys`; else what to write (`example`)."""
+    if isinstance(found, dict) and set(keys) <= set(found):
+        return None
+    names = ", ".join(repr(k) for k in keys)
+    return Feedback(False, f"found must be a dict with the keys {names}, e.g. {example}")
+
+
+def _sample_index(sample, n_samples: int) -> Feedback | None:
+    """None when `sample` is one of the explorer's sample numbers, 0 to n_samples - 1."""
+    if isinstance(sample, int) and not isinstance(sample, bool) and 0 <= sample < n_samples:
+        return None
+    return Feedback(False, f"sample must be an int from 0 to {n_samples - 1} (the explorer's "
+                           f"sample number), got {sample!r}")
+
+
+def _picked(found, choice: str, allowed: Sequence[str], example: str, what: str,
+            n_samples: int) -> Feedback | None:
+    """None when `found` is a "break it" answer read off an explorer: dict(<choice>=one of
+    `allowed`, sample=one of its sample numbers); else what is missing ("not done yet: "
+    `what`) or wrong."""
+    if _unfinished(found):
+        return _not_done(what)
+    if (problem := _found_keys(found, (choice, "sample"), example)) is not None:
+        return problem
+    if not isinstance(found[choice], str) or found[choice] not in allowed:  # a list: no error
+        return Feedback(False, f"{choice} must be one of the explorer's {choice}s "
+                               f"{list(allowed)}, got {found[choice]!r}")
+    return _sample_index(found["sample"], n_samples)
 
 
 class _Stop(Exception):
@@ -367,6 +403,37 @@ def check_confident_on_nothing(image) -> Feedback:
         f"trusting them (chapter 00, 'What can be explained')."))
 
 
+TOUR_MODELS = ("digits", "cluttered-digits", "shortcut-digits", "reviews")  # the tour's
+
+
+def check_confident_mistake(found, n_samples: int = 64) -> Feedback:
+    """Check the "break it" exercise of chapter 00: `found = dict(model=..., sample=...)`, a
+    model of the zoo tour (TOUR_MODELS) and one of its test examples (the explorer's sample
+    number) that the model gets wrong with a probability of at least CONFIDENT."""
+    if (problem := _picked(found, "model", TOUR_MODELS, "dict(model='digits', sample=0)",
+                           "fill in the model and the sample you found in the tour",
+                           n_samples)) is not None:
+        return problem
+    name, sample = found["model"], found["sample"]
+    data = zoo.dataset(zoo.model_info(name).dataset, n=sample + 1)
+    with torch.no_grad():
+        p = zoo.load_model(name, "cpu")(data.x[sample:sample + 1]).softmax(dim=1)[0]
+    said, label = int(p.argmax()), int(data.y[sample])
+    classes = getattr(data, "classes", None) or [str(c) for c in range(len(p))]
+    where = (f"{name}, sample {sample}: the label is {classes[label]!r}, the model says "
+             f"{classes[said]!r} with probability {p[said]:.2f}")
+    if said == label:
+        return Feedback(False, f"{where}: right, not a mistake. Step through the samples and "
+                               f"watch the label beside the top bar; try each model.")
+    if p[said] < CONFIDENT:
+        return Feedback(False, f"{where}: a mistake, but not a confident one (at least "
+                               f"{CONFIDENT} wanted). Keep looking.")
+    return Feedback(True, (
+        f"{where}: wrong, and sure of it. A probability is the model's own score, not the "
+        f"chance that it is right; an explanation can show what the score rests on "
+        f"(chapter 00, 'What can be explained')."))
+
+
 # =============================================================== chapter 01: local vs global
 def _share_cases() -> list[Case]:
     """The hidden cases of `check_share_inside`: gradient maps of zoo canvases with the
@@ -505,8 +572,8 @@ def check_patch_that_helps(found, n_samples: int = 64) -> Feedback:
     if not all(isinstance(found[k], int) and not isinstance(found[k], bool) for k in keys):
         return Feedback(False, f"sample, top, left and size must be ints, got {found}")
     sample = found["sample"]
-    if not 0 <= sample < n_samples:
-        return Feedback(False, f"sample must be from 0 to {n_samples - 1}, got {sample}")
+    if (problem := _sample_index(sample, n_samples)) is not None:
+        return problem
     data = zoo.dataset("cluttered-digits", n=sample + 1)[sample]
     try:
         before, after = local_global.patch_effect(
@@ -734,8 +801,8 @@ def check_guided_backprop_blind_to_the_class(found) -> Feedback:
     except Exception as error:  # e.g. ImageNet weights not on this machine
         return Feedback(False, f"the model {name!r} cannot be loaded here ({error}); use "
                                f"'digits' or 'cluttered-digits'")
-    if not isinstance(sample, int) or isinstance(sample, bool) or not 0 <= sample < 256:
-        return Feedback(False, f"sample must be an int from 0 to 255, got {sample!r}")
+    if (problem := _sample_index(sample, 256)) is not None:
+        return problem
     if not isinstance(classes, Sequence) or len(classes) != 2:
         return Feedback(False, f"classes must be two class indices, e.g. (1, 7), got "
                                f"{classes!r}")
@@ -914,10 +981,8 @@ def check_early_layer_blind_to_the_class(found, n_samples: int = 64) -> Feedback
                                "wrong_class=5)")
     layer, sample, wrong = found["layer"], found["sample"], found["wrong_class"]
     model = zoo.load_model("cluttered-digits", "cpu")
-    if not isinstance(sample, int) or isinstance(sample, bool) or \
-            not 0 <= sample < n_samples:
-        return Feedback(False, f"sample must be an int from 0 to {n_samples - 1}, got "
-                               f"{sample!r}")
+    if (problem := _sample_index(sample, n_samples)) is not None:
+        return problem
     data = zoo.dataset("cluttered-digits", n=sample + 1)[sample]
     label = int(data.y[0])
     if not isinstance(wrong, int) or isinstance(wrong, bool) or not 0 <= wrong < 10 \
@@ -1113,9 +1178,8 @@ def check_adversarial_mask(found, n_samples: int = 64) -> Feedback:
         return Feedback(False, f"found must be a dict with the keys {sorted(keys)}, e.g. "
                                f"dict(sample=0, tv=0.2, mask_size=16, l1=0.05, steps=60)")
     sample = found["sample"]
-    if not isinstance(sample, int) or isinstance(sample, bool) or not 0 <= sample < n_samples:
-        return Feedback(False, f"sample must be an int from 0 to {n_samples - 1}, got "
-                               f"{sample!r}")
+    if (problem := _sample_index(sample, n_samples)) is not None:
+        return problem
     bounds = dict(tv=(0.0, 10.0), mask_size=(2, 64), l1=(0.0, 10.0), steps=(1, 200))
     for key, (low, high) in bounds.items():
         value = found[key]
@@ -1363,9 +1427,8 @@ def check_overfitted_surrogate(found, n_samples: int = 64) -> Feedback:
         return Feedback(False, "found must be a dict with the keys 'sample' and 'samples', "
                                "e.g. dict(sample=0, samples=500)")
     sample, samples = found["sample"], found["samples"]
-    if not isinstance(sample, int) or isinstance(sample, bool) or not 0 <= sample < n_samples:
-        return Feedback(False, f"sample must be an int from 0 to {n_samples - 1}, got "
-                               f"{sample!r}")
+    if (problem := _sample_index(sample, n_samples)) is not None:
+        return problem
     if not isinstance(samples, int) or isinstance(samples, bool) or not 2 <= samples <= 2000:
         return Feedback(False, f"samples must be an int from 2 to 2000, got {samples!r}")
     model = zoo.load_model("cluttered-digits", "cpu")
@@ -1705,6 +1768,51 @@ def check_best_layer(prediction, shares) -> Feedback:
                                                 for k, v in measured.items()))
 
 
+EARLY_WINS = 0.05  # the early layer's share on the digit must beat the middle one's by this
+
+
+def _iba_share(model, x: torch.Tensor, mask: torch.Tensor, layer: str) -> float:
+    """The share of IBA's map (its declared defaults, the predicted class, noise seeded with
+    0, the statistics of 1,000 training canvases) that falls on the digit: as the layers
+    explorer of chapter 07 measures it (`evaluation.energy_in_mask`)."""
+    train = zoo.dataset("cluttered-digits", split="train", n=1000).x
+    stats = bottleneck.feature_stats(model, layer, train)
+    with torch.no_grad():
+        target = int(model(x).argmax())
+    maps = bottleneck.iba(model, x, target, layer, stats=stats,
+                          generator=torch.Generator().manual_seed(0))
+    return evaluation.energy_in_mask(maps, mask > 0).item()
+
+
+def check_early_layer_wins(found, n_samples: int = 64) -> Feedback:
+    """Check the "break it" exercise of chapter 07: `found = dict(sample=...)`, a
+    cluttered-digits canvas (the explorer's sample number) on which IBA at the early layer
+    `features.relu1` puts a larger share of its map on the digit than at the middle one,
+    `features.relu3`, by at least EARLY_WINS."""
+    if _unfinished(found):
+        return _not_done("fill in the sample you found in the layers explorer")
+    if (problem := _found_keys(found, ("sample",), "dict(sample=0)")) is not None:
+        return problem
+    sample = found["sample"]
+    if (problem := _sample_index(sample, n_samples)) is not None:
+        return problem
+    data = zoo.dataset("cluttered-digits", n=sample + 1)[sample]
+    model = zoo.load_model("cluttered-digits", "cpu")
+    early, middle = (_iba_share(model, data.x, data.mask, layer)
+                     for layer in ("features.relu1", "features.relu3"))
+    where = (f"sample {sample}: IBA puts {early:.0%} of its map on the digit at relu1 and "
+             f"{middle:.0%} at relu3")
+    if early < middle + EARLY_WINS:
+        return Feedback(False, (
+            f"{where}; the early layer must win by at least {EARLY_WINS:.0%}. Step through the "
+            f"canvases in the layers explorer and compare the first two bars."))
+    return Feedback(True, (
+        f"{where}. On this canvas the early layer wins: the answer to exercise 3 holds on "
+        f"average, not on every canvas. Each layer has its failure, and which one shows "
+        f"depends on the canvas: judge a layer on many inputs, never on one (chapter 07, "
+        f"'3 · Its two failures')."))
+
+
 # =============================================================== chapter 08: Shapley values
 def quadrants(height: int = 64, width: int = 64) -> torch.Tensor:
     """Player ids (H, W) of the four quadrants of an image: 0 top left, 1 top right, 2 bottom
@@ -1876,6 +1984,46 @@ def check_alone_misleads(found) -> Feedback:
         f"{where}: player {best_alone} leads alone, player {best_phi} by Shapley. What a "
         f"player adds depends on who is already there; a one-at-a-time test misses the "
         f"interactions (chapter 08, '1 · The game')."))
+
+
+SHAPLEY_MODELS = ("breast-cancer", "breast-cancer-shapnet")  # the coalition explorer's
+
+
+def check_alone_misleads_on_a_patient(found, n_samples: int = 64) -> Feedback:
+    """Check the "break it" exercise of chapter 08 on the coalition explorer: `found =
+    dict(model=..., sample=...)`, a breast-cancer model and patient (the explorer's sample
+    number) for which, with the explorer's six players and every absent measurement at the
+    average patient (0), the player that adds most to the empty coalition alone is not the
+    player with the largest Shapley value."""
+    from .widgets.shapley import GROUPS, coalition_values, player_groups
+
+    if (problem := _picked(found, "model", SHAPLEY_MODELS,
+                           "dict(model='breast-cancer', sample=0)",
+                           "fill in the model and the patient you found in the explorer",
+                           n_samples)) is not None:
+        return problem
+    name, sample = found["model"], found["sample"]
+    data = zoo.dataset("breast-cancer", n=sample + 1)
+    model, x = zoo.load_model(name, "cpu"), data.x[sample:sample + 1]
+    groups, names = player_groups(data.features, GROUPS)
+    with torch.no_grad():
+        target = int(model(x).argmax())
+    v = coalition_values(model, x, target, groups)
+    alone = torch.stack([v[1 << k] - v[0] for k in range(len(names))])
+    phi = shapley.shapley_from_values(v)
+    first, best = int(alone.argmax()), int(phi.argmax())
+    where = (f"{name}, patient {sample}: alone, {names[first]} adds most "
+             f"({alone[first]:+.3f}); the largest Shapley value is that of {names[best]} "
+             f"({phi[best]:+.3f})")
+    if first == best:
+        return Feedback(False, (
+            f"{where}: the same player. Switch every player out of the coalition: the bars "
+            f"then show what each adds alone; compare the tallest with the dashed Shapley "
+            f"values below, patient after patient."))
+    return Feedback(True, (
+        f"{where}. Alone, a player gets credit it shares with others once they are there: "
+        f"the Shapley value averages what it adds to every coalition (chapter 08, "
+        f"'1 · The game')."))
 
 
 # =============================================================== chapter 09: evaluation
@@ -2084,3 +2232,53 @@ def check_oracle_climbs_back(lowest, climb) -> Feedback:
         f"place of the digit is the one region with no values left, and its shape is the "
         f"digit: ROAR's removal leaks through the shape of what it removes (chapter 09, "
         f"'The shipped sweep'; ROAD, section 4, closes the leak)."))
+
+
+SURVIVES = 0.5  # Spearman with the trained model's map, every layer randomised, at least
+
+
+def check_survives_randomisation(found, n_samples: int = 64) -> Feedback:
+    """Check the "break it" exercise of chapter 09 on the sanity-check explorer: `found =
+    dict(method=..., sample=...)`, a method of the explorer and a cluttered-digits canvas
+    (its sample number) whose map, once every layer of the model has been re-initialised
+    (`evaluation.sanity_check`, |a|, seed 0), still has a Spearman correlation of at least
+    SURVIVES with the trained model's map."""
+    from .widgets.evaluation import SANITY_METHODS
+
+    if (problem := _picked(found, "method", SANITY_METHODS,
+                           "dict(method='gradient', sample=0)",
+                           "fill in the method and the sample you found in the explorer",
+                           n_samples)) is not None:
+        return problem
+    name, sample = found["method"], found["sample"]
+    data = zoo.dataset("cluttered-digits", n=sample + 1)
+    model, x = zoo.load_model("cluttered-digits", "cpu"), data.x[sample:sample + 1]
+    with torch.no_grad():
+        target = int(model(x).argmax())
+    method = SANITY_METHODS[name]
+    noisy = "generator" in inspect.signature(method).parameters
+
+    def explain(model, inputs, target):
+        """The method as the explorer calls it: its noise drawn afresh from seed 0 at every
+        step, so that only the weights change between the maps."""
+        noise = {"generator": torch.Generator().manual_seed(0)} if noisy else {}
+        return method(model, inputs, target, **noise)
+
+    table = evaluation.sanity_check(model, explain, x, target,
+                                    generator=torch.Generator().manual_seed(0))
+    trained = table[table.step == 0].spearman.mean()
+    last = table[table.step == table.step.max()].spearman.mean()
+    where = (f"{name}, sample {sample}: with every layer re-initialised, the map's Spearman "
+             f"correlation with the trained model's map is {last:.2f}")
+    if last < SURVIVES:
+        return Feedback(False, (
+            f"{where}, below {SURVIVES}: this map does depend on the weights. Try the other "
+            f"methods and canvases in the explorer and watch the last point of the Spearman "
+            f"curve."))
+    why = {"Integrated Gradients": "here the factor x - x' of Integrated Gradients draws "
+                                   "the canvas whatever the gradient says"}.get(
+        name, "the canvas drew it, not what the model learned")
+    return Feedback(True, (
+        f"{where} (1 means unchanged; trained: {trained:.2f}). A map that survives the loss "
+        f"of everything the model learned shows the input more than the model: {why} "
+        f"(chapter 09, '5 · Sanity checks: does the map care about the model?')."))
