@@ -870,7 +870,7 @@ def test_early_layer_check_measures_both_layers_on_the_canvas():
     check = exercises.check_early_layer_wins
     for sample in (0, 14):  # the middle layer wins on the first, the early one on the second
         x, mask = data.x[sample:sample + 1], data.mask[sample:sample + 1] > 0
-        target = int(model(x).argmax())
+        target = int(data.y[sample])  # the label, as the explorer explains by default
         share = {}
         for layer in ("features.relu1", "features.relu3"):
             maps = iba(model, x, target, layer, stats=feature_stats(model, layer, train),
@@ -963,7 +963,7 @@ def test_patient_check_finds_the_patients_whose_rankings_differ():
     misled = []
     for sample in range(64):
         x = data.x[sample:sample + 1]
-        v = coalition_values(model, x, int(model(x).argmax()), groups)
+        v = coalition_values(model, x, int(data.y[sample]), groups)  # the label's score
         # the Shapley value written out: player i's contribution to every S without i,
         # weighted |S|! (d - |S| - 1)! / d!
         phi = [sum(math.factorial(bin(s).count("1")) * math.factorial(d - bin(s).count("1") - 1)
@@ -1091,8 +1091,8 @@ def test_randomisation_check_reads_the_last_step_of_the_cascade():
     from xai_course import evaluation, gradients, zoo
 
     model = zoo.load_model("cluttered-digits", "cpu")
-    x = zoo.dataset("cluttered-digits", n=5).x[4:5]
-    target = int(model(x).argmax())
+    data = zoo.dataset("cluttered-digits", n=5)
+    x, target = data.x[4:5], int(data.y[4])
     check = exercises.check_survives_randomisation
     for name, method in (("Integrated Gradients", gradients.integrated_gradients),
                          ("gradient", gradients.gradient)):

@@ -1771,14 +1771,12 @@ def check_best_layer(prediction, shares) -> Feedback:
 EARLY_WINS = 0.05  # the early layer's share on the digit must beat the middle one's by this
 
 
-def _iba_share(model, x: torch.Tensor, mask: torch.Tensor, layer: str) -> float:
-    """The share of IBA's map (its declared defaults, the predicted class, noise seeded with
-    0, the statistics of 1,000 training canvases) that falls on the digit: as the layers
-    explorer of chapter 07 measures it (`evaluation.energy_in_mask`)."""
+def _iba_share(model, x: torch.Tensor, target: int, mask: torch.Tensor, layer: str) -> float:
+    """The share of IBA's map of `target` (its declared defaults, noise seeded with 0, the
+    statistics of 1,000 training canvases) that falls on the digit: as the layers explorer
+    of chapter 07 measures it (`evaluation.energy_in_mask`)."""
     train = zoo.dataset("cluttered-digits", split="train", n=1000).x
     stats = bottleneck.feature_stats(model, layer, train)
-    with torch.no_grad():
-        target = int(model(x).argmax())
     maps = bottleneck.iba(model, x, target, layer, stats=stats,
                           generator=torch.Generator().manual_seed(0))
     return evaluation.energy_in_mask(maps, mask > 0).item()
@@ -1788,7 +1786,8 @@ def check_early_layer_wins(found, n_samples: int = 64) -> Feedback:
     """Check the "break it" exercise of chapter 07: `found = dict(sample=...)`, a
     cluttered-digits canvas (the explorer's sample number) on which IBA at the early layer
     `features.relu1` puts a larger share of its map on the digit than at the middle one,
-    `features.relu3`, by at least EARLY_WINS."""
+    `features.relu3`, by at least EARLY_WINS; explaining the label, as the explorer does by
+    default."""
     if _unfinished(found):
         return _not_done("fill in the sample you found in the layers explorer")
     if (problem := _found_keys(found, ("sample",), "dict(sample=0)")) is not None:
@@ -1798,7 +1797,7 @@ def check_early_layer_wins(found, n_samples: int = 64) -> Feedback:
         return problem
     data = zoo.dataset("cluttered-digits", n=sample + 1)[sample]
     model = zoo.load_model("cluttered-digits", "cpu")
-    early, middle = (_iba_share(model, data.x, data.mask, layer)
+    early, middle = (_iba_share(model, data.x, int(data.y[0]), data.mask, layer)
                      for layer in ("features.relu1", "features.relu3"))
     where = (f"sample {sample}: IBA puts {early:.0%} of its map on the digit at relu1 and "
              f"{middle:.0%} at relu3")
@@ -1994,7 +1993,8 @@ def check_alone_misleads_on_a_patient(found, n_samples: int = 64) -> Feedback:
     dict(model=..., sample=...)`, a breast-cancer model and patient (the explorer's sample
     number) for which, with the explorer's six players and every absent measurement at the
     average patient (0), the player that adds most to the empty coalition alone is not the
-    player with the largest Shapley value."""
+    player with the largest Shapley value; the game of the label's score, as the explorer
+    plays it by default."""
     from .widgets.shapley import GROUPS, coalition_values, player_groups
 
     if (problem := _picked(found, "model", SHAPLEY_MODELS,
@@ -2006,9 +2006,7 @@ def check_alone_misleads_on_a_patient(found, n_samples: int = 64) -> Feedback:
     data = zoo.dataset("breast-cancer", n=sample + 1)
     model, x = zoo.load_model(name, "cpu"), data.x[sample:sample + 1]
     groups, names = player_groups(data.features, GROUPS)
-    with torch.no_grad():
-        target = int(model(x).argmax())
-    v = coalition_values(model, x, target, groups)
+    v = coalition_values(model, x, int(data.y[sample]), groups)  # the label's score
     alone = torch.stack([v[1 << k] - v[0] for k in range(len(names))])
     phi = shapley.shapley_from_values(v)
     first, best = int(alone.argmax()), int(phi.argmax())
@@ -2253,8 +2251,7 @@ def check_survives_randomisation(found, n_samples: int = 64) -> Feedback:
     name, sample = found["method"], found["sample"]
     data = zoo.dataset("cluttered-digits", n=sample + 1)
     model, x = zoo.load_model("cluttered-digits", "cpu"), data.x[sample:sample + 1]
-    with torch.no_grad():
-        target = int(model(x).argmax())
+    target = int(data.y[sample])  # the label, as the explorer explains by default
     method = SANITY_METHODS[name]
     noisy = "generator" in inspect.signature(method).parameters
 
