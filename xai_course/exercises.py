@@ -424,7 +424,8 @@ def check_confident_mistake(found, n_samples: int = 64) -> Feedback:
              f"{classes[said]!r} with probability {p[said]:.2f}")
     if said == label:
         return Feedback(False, f"{where}: right, not a mistake. Step through the samples and "
-                               f"watch the label beside the top bar; try each model.")
+                               f"compare the label in the status line with the top bar; try "
+                               f"each model.")
     if p[said] < CONFIDENT:
         return Feedback(False, f"{where}: a mistake, but not a confident one (at least "
                                f"{CONFIDENT} wanted). Keep looking.")
@@ -2263,7 +2264,6 @@ def check_survives_randomisation(found, n_samples: int = 64) -> Feedback:
 
     table = evaluation.sanity_check(model, explain, x, target,
                                     generator=torch.Generator().manual_seed(0))
-    trained = table[table.step == 0].spearman.mean()
     last = table[table.step == table.step.max()].spearman.mean()
     where = (f"{name}, sample {sample}: with every layer re-initialised, the map's Spearman "
              f"correlation with the trained model's map is {last:.2f}")
@@ -2276,6 +2276,6 @@ def check_survives_randomisation(found, n_samples: int = 64) -> Feedback:
                                    "the canvas whatever the gradient says"}.get(
         name, "the canvas drew it, not what the model learned")
     return Feedback(True, (
-        f"{where} (1 means unchanged; trained: {trained:.2f}). A map that survives the loss "
+        f"{where} (1: the pixels ranked as before). A map that survives the loss "
         f"of everything the model learned shows the input more than the model: {why} "
         f"(chapter 09, '5 · Sanity checks: does the map care about the model?')."))
