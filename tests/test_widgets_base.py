@@ -200,6 +200,32 @@ def test_reference_check_shows_the_difference():
     assert "max |ours" not in e.status_line.value
 
 
+def test_every_check_box_shown_in_the_course_checks():
+    """In every explorer of the course, for every method whose check box shows, ticking it
+    shows the largest difference from the method's reference in the status line (explorers
+    that compute their own pictures must run the reference too, or hide the box)."""
+    from test_widgets_layout import CASES
+
+    checked = []
+    for name, make in CASES.items():
+        e = make().start()
+        shown = e.method_picker.layout.display != "none"
+        for method in list(e.method_picker.options) if shown else []:
+            e.method_picker.value = method
+            if e.check_box.layout.display == "none":
+                continue
+            e.check_box.value = True
+            assert e.last_error is None, f"{name}, {method}: {e.error.value}"
+            error = e.result.reference_error
+            assert error is not None, f"{name}: the box checks {method} against nothing"
+            assert error < 1e-4, f"{name}, {method}: max |ours - reference| = {error:.2g}"
+            assert "max |ours − " in e.status_line.value, f"{name}, {method}: status"
+            checked.append(f"{name}: {method}")
+            e.check_box.value = False
+        e.close()
+    assert len(checked) >= 11, checked  # in 01, 03, 04 and 09
+
+
 def test_method_picker_switches_controls_and_figure():
     calls = []
     e = Explorer(methods={"scaled": make_method(calls), "ixg": input_x_gradient},

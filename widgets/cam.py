@@ -235,6 +235,12 @@ class CamLayers(Explorer):
             maps[name] = request.method(request.model, request.x, result.target, layer=name,
                                         **request.opts)[0].cpu()
         result.ms = (time.perf_counter() - start) * 1000
+        reference = getattr(request.method, "reference", None)
+        if request.check and reference is not None:  # the largest difference over the layers
+            result.reference_error = max(
+                (maps[name] - reference(request.model, request.x, result.target, name,
+                                        **request.opts)[0].cpu()).abs().max().item()
+                for name in maps)
         result.attribution = maps[name]
         result.extra["maps"] = maps
         return result

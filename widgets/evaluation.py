@@ -190,13 +190,19 @@ class SanityGallery(Explorer):
     def compute(self, request: Request) -> Result:
         result = self.predict(request)
         x, method, absolute = request.x, request.method, request.extras["absolute"]
+        reference = getattr(method, "reference", None)
         maps = []
 
         def recorded(model, inputs, target):
             """The method, with fresh noise each call (the same draws at every step), its
-            map recorded as `sanity_check` compares it."""
+            map recorded as `sanity_check` compares it; the trained model's map is checked
+            against the method's reference when asked."""
             options = self.with_generator(method, request.opts, inputs.device)
             a = method(model, inputs, target, **options).detach()
+            if not maps and request.check and reference is not None:  # the trained model
+                ref = reference(model, inputs, target,
+                                **self.with_generator(method, request.opts, inputs.device))
+                result.reference_error = (a - ref.detach()).abs().max().item()
             m = a.abs() if absolute else a
             maps.append((m.sum(1) if m.ndim == 4 else m)[0].cpu())
             return a
