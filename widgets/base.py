@@ -441,11 +441,8 @@ class Explorer:
         if x.device.type == "cuda":
             torch.cuda.synchronize(x.device)
         result.ms = (time.perf_counter() - start) * 1000
-        if request.check and getattr(method, "reference", None) is not None:
-            # the same seeded noise on both sides, so randomised methods can be compared
-            ref = self.attribute(method.reference, request.model, x, result.target,
-                                 self.with_generator(method, request.opts, x.device))
-            result.reference_error = (attribution.detach() - ref.detach()).abs().max().item()
+        result.reference_error = self.reference_error(request, attribution, request.model, x,
+                                                      result.target, request.opts)
         result.attribution = attribution[0].detach().cpu()
         return result
 
@@ -510,6 +507,18 @@ class Explorer:
             probabilities = torch.softmax(request.model(request.x).float(), dim=1)[0].cpu()
         return Result(request, None, self.resolve_target(request, probabilities),
                       probabilities, 0.0)
+
+    def reference_error(self, request: Request, attribution: torch.Tensor, model: nn.Module,
+                        x: torch.Tensor, target: int, options: dict) -> float | None:
+        """max |attribution - reference| for the same call of the request's method (the same
+        seeded noise on both sides, so randomised methods can be compared); None when the
+        check is not asked for or the method has no reference."""
+        reference = getattr(request.method, "reference", None)
+        if not request.check or reference is None:
+            return None
+        ref = self.attribute(reference, model, x, target,
+                             self.with_generator(request.method, options, x.device))
+        return (attribution.detach() - ref.detach().to(attribution.device)).abs().max().item()
 
     def attribute(self, method: Callable, model: nn.Module, x: torch.Tensor, target: int,
                   options: dict) -> torch.Tensor:

@@ -118,9 +118,8 @@ class CamExplorer(Explorer):
         if x.device.type == "cuda":
             torch.cuda.synchronize(x.device)
         result.ms = (time.perf_counter() - start) * 1000
-        if request.check and getattr(method, "reference", None) is not None:
-            ref = method.reference(model, x, target, maps.layer, **opts)
-            result.reference_error = (attribution - ref).abs().max().item()
+        result.reference_error = self.reference_error(request, attribution, model, x, target,
+                                                      {**opts, "layer": maps.layer})
         coarse = cam.weighted_sum(weights, maps, relu=False, upsample=None)
         result.attribution = attribution[0].detach().cpu()
         result.extra.update(layer=maps.layer, activations=maps.activations[0].cpu(),
@@ -235,12 +234,10 @@ class CamLayers(Explorer):
             maps[name] = request.method(request.model, request.x, result.target, layer=name,
                                         **request.opts)[0].cpu()
         result.ms = (time.perf_counter() - start) * 1000
-        reference = getattr(request.method, "reference", None)
-        if request.check and reference is not None:  # the largest difference over the layers
-            result.reference_error = max(
-                (maps[name] - reference(request.model, request.x, result.target, name,
-                                        **request.opts)[0].cpu()).abs().max().item()
-                for name in maps)
+        errors = [self.reference_error(request, m, request.model, request.x, result.target,
+                                       {**request.opts, "layer": name})
+                  for name, m in maps.items()]
+        result.reference_error = None if None in errors else max(errors)  # over the layers
         result.attribution = maps[name]
         result.extra["maps"] = maps
         return result

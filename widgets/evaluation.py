@@ -190,7 +190,6 @@ class SanityGallery(Explorer):
     def compute(self, request: Request) -> Result:
         result = self.predict(request)
         x, method, absolute = request.x, request.method, request.extras["absolute"]
-        reference = getattr(method, "reference", None)
         maps = []
 
         def recorded(model, inputs, target):
@@ -199,10 +198,9 @@ class SanityGallery(Explorer):
             against the method's reference when asked."""
             options = self.with_generator(method, request.opts, inputs.device)
             a = method(model, inputs, target, **options).detach()
-            if not maps and request.check and reference is not None:  # the trained model
-                ref = reference(model, inputs, target,
-                                **self.with_generator(method, request.opts, inputs.device))
-                result.reference_error = (a - ref.detach()).abs().max().item()
+            if not maps:  # the trained model
+                result.reference_error = self.reference_error(request, a, model, inputs, target,
+                                                              request.opts)
             m = a.abs() if absolute else a
             maps.append((m.sum(1) if m.ndim == 4 else m)[0].cpu())
             return a

@@ -136,9 +136,8 @@ class ShortcutDemo(Explorer):
             target = request.label if request.target == "label" else result.target
             attribution = self.attribute(method, model, x, target, request.opts)
             result.extra[name] = (attribution[0].cpu(), p)
-            if request.check and getattr(method, "reference", None) is not None:
-                ref = self.attribute(method.reference, model, x, target, request.opts)
-                error = (attribution.detach() - ref.detach()).abs().max().item()
+            error = self.reference_error(request, attribution, model, x, target, request.opts)
+            if error is not None:
                 result.reference_error = max(result.reference_error or 0.0, error)
         return result
 

@@ -66,9 +66,8 @@ class PerturbationExplorer(Explorer):
             else:
                 attribution, history = method(model, x, target, **options), None
         result.ms = (time.perf_counter() - start) * 1000
-        if request.check and getattr(method, "reference", None) is not None:
-            ref = method.reference(model, x, target, **options)
-            result.reference_error = (attribution - ref).abs().max().item()
+        result.reference_error = self.reference_error(request, attribution, model, x, target,
+                                                      request.opts)
         result.attribution = attribution[0].detach().cpu()
         result.extra.update(history=history, passes=passes)
         return result
